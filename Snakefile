@@ -1,0 +1,28 @@
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+# A --configfile on the command line replaces the default run instead of being
+# merged into it (a merge would keep the default's attacks and regimes).
+if not workflow.overwrite_configfiles:
+
+    configfile: "config.yaml"
+
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/training.smk"
+include: "workflow/rules/attacks.smk"
+include: "workflow/rules/evaluation.smk"
+include: "workflow/rules/aggregation.smk"
+
+
+rule all:
+    input:
+        final_outputs(),
+    default_target: True

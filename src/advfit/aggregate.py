@@ -1,0 +1,43 @@
+"""Tidy tables over splits: the accuracy table, its summary, and the Lp table."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+NO_ATTACK = "none"  # the attack column of non-adversarial evaluation sets
+EVAL_SETS = ("train", "validation", "test", "fail_subset", "adversarial")
+ACCURACY_COLUMNS = ["dataset", "model", "regime", "split", "epoch", "eval_set", "attack",
+                    "n", "n_correct", "accuracy"]
+
+
+def collect_accuracy(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """One tidy table, rows in a fixed order so that reruns give identical files."""
+    table = pd.concat(frames, ignore_index=True)[ACCURACY_COLUMNS]
+    order = {name: i for i, name in enumerate(EVAL_SETS)}
+    table = table.assign(_set=table["eval_set"].map(order))
+    table = table.sort_values(["dataset", "model", "regime", "split", "epoch", "_set", "attack"])
+    return table.drop(columns="_set").reset_index(drop=True)
+
+
+def summarise_accuracy(table: pd.DataFrame) -> pd.DataFrame:
+    """Per-epoch mean and standard deviation (ddof 1) of accuracy over splits.
+
+    For adversarial sets the attack success rate is 1 - accuracy, so its
+    mean is 1 - the mean accuracy and its spread is the same.
+    """
+    keys = ["dataset", "model", "regime", "eval_set", "attack", "epoch"]
+    summary = (table.groupby(keys, sort=False)["accuracy"]
+               .agg(n_splits="count", accuracy_mean="mean", accuracy_std="std")
+               .reset_index())
+    adversarial = summary["eval_set"] == "adversarial"
+    summary["asr_mean"] = (1.0 - summary["accuracy_mean"]).where(adversarial)
+    return summary
+
+
+def summarise_distances(per_ae: pd.DataFrame) -> pd.DataFrame:
+    """Mean and standard deviation of L0, L2 and L-infinity per regime and attack."""
+    keys = ["dataset", "model", "regime", "attack", "l2_convention"]
+    stats = per_ae.groupby(keys)[["l0", "l2", "linf"]].agg(["mean", "std"])
+    stats.columns = [f"{norm}_{stat}" for norm, stat in stats.columns]
+    counts = per_ae.groupby(keys).size().rename("n")
+    return pd.concat([counts, stats], axis=1).reset_index()

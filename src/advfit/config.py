@@ -1,0 +1,139 @@
+"""Loading and validating a run's configuration.
+
+The JSON schema (``config.schema.yaml``, also at
+``workflow/schemas/config.schema.yaml``) checks structure, types and ranges;
+:func:`validate_config` adds the checks that need to know the data (subset
+sizes against the dataset's size). Every error names the offending key.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+from jsonschema import Draft202012Validator, validators
+
+from .datasets import DATASETS
+
+SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot run; the message names the key."""
+
+
+def _with_defaults(validator_class):
+    """A validator that also fills in the schema's defaults."""
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for name, sub in properties.items():
+                if isinstance(sub, dict) and "default" in sub:
+                    instance.setdefault(name, copy.deepcopy(sub["default"]))
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return validators.extend(validator_class, {"properties": set_defaults})
+
+
+def load_schema() -> dict:
+    return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
+def _key(path) -> str:
+    return ".".join(str(p) for p in path) or "<top level>"
+
+
+def _describe(error) -> str:
+    key = _key(error.absolute_path)
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(allowed))
+        where = f"{key}." if error.absolute_path else ""
+        return (f"config key '{where}{extra[0]}': unknown key"
+                + (f" (allowed here: {', '.join(allowed)})" if allowed else ""))
+    if error.validator == "required":
+        missing = error.message.split("'")[1]
+        where = f"{key}." if error.absolute_path else ""
+        return f"config key '{where}{missing}': required but missing"
+    if error.validator == "propertyNames":
+        return f"config key '{key}': name {error.instance!r} must match {error.schema.get('pattern')}"
+    if error.validator == "enum":
+        return f"config key '{key}': {error.instance!r} is not one of {error.validator_value}"
+    return f"config key '{key}': {error.message}"
+
+
+def _normalise(config: dict) -> dict:
+    """Fill each attack's ``method`` from its name when absent."""
+    config = copy.deepcopy(config)
+    attacks = config.get("attacks")
+    if isinstance(attacks, dict):
+        for name, spec in attacks.items():
+            if isinstance(spec, dict):
+                spec.setdefault("method", name)
+    return config
+
+
+def validate_config(config: dict[str, Any]) -> dict[str, Any]:
+    """Return a validated copy of ``config`` with defaults filled in.
+
+    Raises :class:`ConfigError` listing every problem found, each naming its key.
+    """
+    if not isinstance(config, dict):
+        raise ConfigError("config must be a mapping of keys to values")
+    config = _normalise(config)
+    validator = _with_defaults(Draft202012Validator)(load_schema())
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
+    problems = list(dict.fromkeys(_describe(e) for e in _leaf_errors(errors)))
+    if not problems:
+        problems = _semantic_problems(config)
+    if problems:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
+    return config
+
+
+def _leaf_errors(errors):
+    """Report what failed inside an if/then rather than the wrapper's summary."""
+    for error in errors:
+        if error.validator in ("allOf", "if", "then") and error.context:
+            yield from _leaf_errors(error.context)
+        else:
+            yield error
+
+
+def _semantic_problems(config: dict) -> list[str]:
+    problems = []
+    info = DATASETS[config["dataset"]["name"]]
+    if config["attack_subset_size"] > info.n_test:
+        problems.append(
+            f"config key 'attack_subset_size': {config['attack_subset_size']} is larger than "
+            f"the test set of {config['dataset']['name']} ({info.n_test} samples)")
+    splits = config["splits"]
+    n_pool = info.n_train if splits["method"] == "kfold" else info.n_train + info.n_test
+    per_class = n_pool // info.n_classes
+    if splits["n_splits"] > per_class:
+        problems.append(
+            f"config key 'splits.n_splits': {splits['n_splits']} folds exceed the "
+            f"~{per_class} samples per class of {config['dataset']['name']}")
+    for name, attack in config["attacks"].items():
+        if attack["method"] == "pgd" and attack["eps_iter"] > attack["eps"]:
+            problems.append(f"config key 'attacks.{name}.eps_iter': {attack['eps_iter']} "
+                            f"is larger than eps ({attack['eps']})")
+    for name, regime in config["regimes"].items():
+        if "momentum" in regime and regime["optimizer"] != "sgd":
+            problems.append(f"config key 'regimes.{name}.momentum': only the sgd optimizer "
+                            f"takes a momentum, this regime uses {regime['optimizer']}")
+    return problems
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} not found") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+    return validate_config(raw or {})

@@ -1,0 +1,86 @@
+"""Evaluating every snapshot on every evaluation set."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger("advfit")
+
+
+def correctness_by_epoch(model, snapshots: dict[int, Path], x: np.ndarray, y: np.ndarray,
+                         batch_size: int = 1024) -> dict[int, np.ndarray]:
+    """Boolean 'classified correctly' vector of each snapshot on ``(x, y)``.
+
+    All evaluation sets are scored in one pass per snapshot: the model and its
+    traced predict function are built once; only the weights change.
+    """
+    out = {}
+    for epoch in sorted(snapshots):
+        model.load_weights(snapshots[epoch])
+        logits = model.predict(x, batch_size=batch_size, verbose=0)
+        out[epoch] = np.argmax(logits, axis=1) == y
+    return out
+
+
+def accuracy_rows(correct: dict[int, np.ndarray], segments: dict[tuple[str, str], slice | np.ndarray]):
+    """Tidy rows (epoch, eval_set, attack, n, n_correct, accuracy) for each segment.
+
+    ``segments`` maps (eval_set, attack) to the positions of that set's samples
+    in the concatenated array; an empty set gives accuracy NaN, never a crash.
+    """
+    rows = []
+    for epoch, hits in correct.items():
+        for (eval_set, attack), where in segments.items():
+            part = hits[where]
+            n = int(part.size)
+            n_correct = int(part.sum())
+            rows.append({"epoch": epoch, "eval_set": eval_set, "attack": attack, "n": n,
+                         "n_correct": n_correct,
+                         "accuracy": n_correct / n if n else float("nan")})
+    return rows
+
+
+def evaluate_split(model_name: str, data, split: dict, snapshot_dir, best_epoch: int,
+                   adversarial: dict[str, dict], batch_size: int = 1024):
+    """Score every snapshot of one split x regime on every evaluation set.
+
+    Returns the tidy rows and the fail subset (pooled indices of the test
+    samples that the best snapshot misclassifies). The fail subset's rows are
+    read off the test set's predictions, so it costs no extra inference.
+    """
+    from .aggregate import NO_ATTACK
+    from .models import build_model
+    from .training import snapshot_name
+
+    snapshot_dir = Path(snapshot_dir)
+    epochs = sorted(int(p.name[6:9]) for p in snapshot_dir.glob("epoch_*.weights.h5"))
+    snapshots = {e: snapshot_dir / snapshot_name(e) for e in epochs}
+    if best_epoch not in snapshots:
+        raise FileNotFoundError(f"best snapshot {snapshot_name(best_epoch)} missing in {snapshot_dir}")
+
+    parts = [("train", NO_ATTACK, *data.take(split["train"])),
+             ("validation", NO_ATTACK, *data.take(split["validation"])),
+             ("test", NO_ATTACK, *data.take(split["test"]))]
+    parts += [("adversarial", name, adv["x"], adv["y"]) for name, adv in adversarial.items()]
+    x = np.concatenate([p[2] for p in parts])
+    y = np.concatenate([p[3] for p in parts]).astype(np.int64)
+    segments, start = {}, 0
+    for eval_set, attack, _, part_y in parts:
+        segments[(eval_set, attack)] = slice(start, start + len(part_y))
+        start += len(part_y)
+
+    model = build_model(model_name, data.x.shape[1:], data.n_classes)
+    log.info("evaluating %d snapshots on %d samples", len(snapshots), len(y))
+    correct = correctness_by_epoch(model, snapshots, x, y, batch_size)
+
+    test = segments[("test", NO_ATTACK)]
+    failed = ~correct[best_epoch][test]
+    fail_positions = np.arange(test.start, test.stop)[failed]
+    segments = {**{k: v for k, v in segments.items() if k[0] != "adversarial"},
+                ("fail_subset", NO_ATTACK): fail_positions,
+                **{k: v for k, v in segments.items() if k[0] == "adversarial"}}
+    fail_index = np.asarray(split["test"])[failed]
+    return accuracy_rows(correct, segments), fail_index

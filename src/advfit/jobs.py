@@ -1,0 +1,36 @@
+"""What every workflow script needs: its log file and the run's provenance."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import time
+from typing import Iterator
+
+log = logging.getLogger("advfit")
+
+
+@contextlib.contextmanager
+def job_log(path: str) -> Iterator[logging.Logger]:
+    """Send this process's stdout, stderr (TensorFlow's C++ messages too) and
+    the ``advfit`` logger to the rule's log file; log any failure there."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    sys.stdout = os.fdopen(1, "w", buffering=1, closefd=False)
+    sys.stderr = os.fdopen(2, "w", buffering=1, closefd=False)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, force=True,
+                        format="%(asctime)s %(levelname)s %(message)s")
+    start = time.perf_counter()
+    try:
+        yield log
+    except BaseException:
+        log.exception("job failed")
+        raise
+    log.info("done in %.1f s", time.perf_counter() - start)

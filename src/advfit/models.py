@@ -1,0 +1,48 @@
+"""Model registry. Every model maps images in [0, 1] to class *logits*."""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+# Two valid 5x5 convolutions and two 2x2 poolings leave nothing of a smaller image.
+LENET5_MIN_SIZE = 16
+LENET5_NATIVE_SIZE = 32
+
+
+def lenet5(input_shape: tuple[int, int, int], n_classes: int):
+    """LeNet-5: conv 6@5x5 -> pool -> conv 16@5x5 -> pool -> 120 -> 84 -> logits.
+
+    Images smaller than 16x16 are upsampled inside the model (nearest
+    neighbour, integer factor, to LeNet-5's native 32x32) so that the data,
+    the attacks and the perturbation norms stay in the images' own pixels.
+    """
+    import keras
+    from keras import layers
+
+    height, width, _ = input_shape
+    inputs = keras.Input(shape=tuple(input_shape))
+    x = inputs
+    if min(height, width) < LENET5_MIN_SIZE:
+        factor = math.ceil(LENET5_NATIVE_SIZE / min(height, width))
+        x = layers.UpSampling2D(size=factor, interpolation="nearest", name="upsample")(x)
+    x = layers.Conv2D(6, 5, activation="relu", name="conv1")(x)
+    x = layers.MaxPooling2D(2, name="pool1")(x)
+    x = layers.Conv2D(16, 5, activation="relu", name="conv2")(x)
+    x = layers.MaxPooling2D(2, name="pool2")(x)
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dense(120, activation="relu", name="fc1")(x)
+    x = layers.Dense(84, activation="relu", name="fc2")(x)
+    outputs = layers.Dense(n_classes, name="logits")(x)
+    return keras.Model(inputs, outputs, name="lenet5")
+
+
+MODELS: dict[str, Callable] = {"lenet5": lenet5}
+
+
+def build_model(name: str, input_shape, n_classes: int):
+    try:
+        factory = MODELS[name]
+    except KeyError:
+        raise ValueError(f"unknown model {name!r}; known: {sorted(MODELS)}") from None
+    return factory(tuple(int(d) for d in input_shape), int(n_classes))

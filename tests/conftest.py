@@ -1,0 +1,48 @@
+"""Shared fixtures: the repository root, the default config, a tiny trained model."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def root() -> Path:
+    return ROOT
+
+
+@pytest.fixture()
+def default_config() -> dict:
+    return copy.deepcopy(yaml.safe_load((ROOT / "config.yaml").read_text()))
+
+
+@pytest.fixture(scope="session")
+def digits():
+    from advfit.datasets import PooledData, load_dataset
+
+    return PooledData(load_dataset("digits"))
+
+
+@pytest.fixture(scope="session")
+def trained_lenet(digits, tmp_path_factory):
+    """LeNet-5 trained 3 epochs on the digits training part, with its snapshots."""
+    from advfit import runtime
+
+    runtime.configure(2, seed=0)
+    from advfit.models import build_model
+    from advfit.training import train_regime
+
+    snapshot_dir = tmp_path_factory.mktemp("snapshots")
+    model = build_model("lenet5", digits.x.shape[1:], 10)
+    regime = {"optimizer": "adam", "learning_rate": 3e-3, "batch_size": 32, "epochs": 3}
+    train = digits.take(digits.official_train[:1000])
+    validation = digits.take(digits.official_train[1000:])
+    test = digits.take(digits.official_test)
+    history = train_regime(model, regime, train, validation, test, snapshot_dir)
+    return model, history, snapshot_dir

@@ -1,0 +1,120 @@
+"""The configuration is checked before any job runs; every error names its key."""
+
+import pytest
+
+from advfit.config import ConfigError, load_config, validate_config
+
+
+def test_default_config_is_valid_and_gets_defaults(default_config):
+    config = validate_config(default_config)
+    assert config["attacks"]["fgsm"]["method"] == "fgsm"
+    assert config["attacks"]["fgsm"]["norm"] == "inf"  # schema default filled in
+    assert config["attacks"]["pgd"]["rand_init"] is True
+    assert config["evaluation"]["batch_size"] == 1024
+
+
+def test_validation_does_not_modify_its_argument(default_config):
+    before = repr(default_config)
+    validate_config(default_config)
+    assert repr(default_config) == before
+
+
+def _set(config, dotted, value):
+    *parents, last = dotted.split(".")
+    node = config
+    for key in parents:
+        node = node[key]
+    if value is _DELETE:
+        del node[last]
+    else:
+        node[last] = value
+
+
+_DELETE = object()
+
+REJECTED = [
+    # (key to change, new value, text the message must contain)
+    ("regimes.normal.epochs", 0, "regimes.normal.epochs"),
+    ("regimes.overfit.epochs", "20", "regimes.overfit.epochs"),
+    ("regimes.normal.learning_rate", 0, "regimes.normal.learning_rate"),
+    ("regimes.normal.optimizer", "adagrad", "regimes.normal.optimizer"),
+    ("splits.n_splits", 1, "splits.n_splits"),
+    ("splits.method", "bootstrap", "splits.method"),
+    ("attacks.fgsm.eps", 0, "attacks.fgsm.eps"),
+    ("attacks.pgd.eps", -0.1, "attacks.pgd.eps"),
+    ("attacks.pgd.nb_iter", 2.5, "attacks.pgd.nb_iter"),
+    ("dataset.name", "imagenet", "dataset.name"),
+    ("model.name", "resnet50", "model.name"),
+    ("attack_subset_size", 361, "attack_subset_size"),
+    ("attack_subset_size", 0, "attack_subset_size"),
+    ("best_snapshot.metric", "train_accuracy", "best_snapshot.metric"),
+    ("distances.l2_convention", "euclid", "distances.l2_convention"),
+    ("seed", -1, "seed"),
+    ("dataset.nme", "digits", "dataset.nme"),
+    ("epochs", 20, "epochs"),
+    ("attacks.fgsm.epsilon", 0.3, "attacks.fgsm.epsilon"),
+    ("attacks.pgd.eps_iter", 0.5, "attacks.pgd.eps_iter"),
+    ("regimes.normal.momentum", 1.0, "regimes.normal.momentum"),
+    ("regimes.overfit.momentum", 0.9, "regimes.overfit.momentum"),
+    ("splits.n_splits", 1000, "splits.n_splits"),
+    ("best_snapshot", _DELETE, "best_snapshot"),
+    ("regimes.normal.batch_size", _DELETE, "regimes.normal.batch_size"),
+]
+
+
+@pytest.mark.parametrize("key,value,named", REJECTED, ids=[f"{k}={v!r}" for k, v, _ in REJECTED])
+def test_bad_values_are_rejected_naming_the_key(default_config, key, value, named):
+    _set(default_config, key, value)
+    with pytest.raises(ConfigError) as error:
+        validate_config(default_config)
+    assert f"'{named}'" in str(error.value)
+
+
+def test_unknown_attack_name_is_rejected(default_config):
+    default_config["attacks"]["deepfoo"] = {"eps": 0.1}
+    with pytest.raises(ConfigError, match=r"attacks\.deepfoo\.method.*'deepfoo' is not one of"):
+        validate_config(default_config)
+
+
+def test_named_attack_variant_uses_its_method(default_config):
+    default_config["attacks"]["fgsm_small"] = {"method": "fgsm", "eps": 0.05}
+    config = validate_config(default_config)
+    assert config["attacks"]["fgsm_small"]["method"] == "fgsm"
+
+
+@pytest.mark.parametrize("name", ["Normal", "over fit", "1st", "a/b"])
+def test_regime_names_must_be_safe_for_paths(default_config, name):
+    default_config["regimes"][name] = default_config["regimes"]["normal"]
+    with pytest.raises(ConfigError, match=r"config key 'regimes'"):
+        validate_config(default_config)
+
+
+def test_reserved_attack_name_none_is_rejected(default_config):
+    default_config["attacks"]["none"] = {"method": "fgsm", "eps": 0.1}
+    with pytest.raises(ConfigError, match=r"config key 'attacks'"):
+        validate_config(default_config)
+
+
+def test_every_problem_is_reported_at_once(default_config):
+    default_config["regimes"]["normal"]["epochs"] = 0
+    default_config["splits"]["n_splits"] = 1
+    with pytest.raises(ConfigError) as error:
+        validate_config(default_config)
+    assert "regimes.normal.epochs" in str(error.value)
+    assert "splits.n_splits" in str(error.value)
+
+
+def test_load_config_names_missing_and_broken_files(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "absent.yaml")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("seed: [1,\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(broken)
+
+
+def test_optional_sections_get_their_defaults(default_config):
+    del default_config["evaluation"], default_config["distances"]
+    config = validate_config(default_config)
+    assert config["evaluation"] == {"batch_size": 1024}
+    assert config["distances"] == {"l2_convention": "channels"}

@@ -1,0 +1,30 @@
+"""Atomic writes leave nothing behind on failure; npz never unpickles."""
+
+import numpy as np
+import pytest
+
+from advfit.io import array_to_meta, atomic_path, load_npz, meta_to_array, save_npz
+
+
+def test_failed_write_leaves_no_file(tmp_path):
+    target = tmp_path / "out.npz"
+    with pytest.raises(RuntimeError):
+        with atomic_path(target, suffix=".npz") as tmp:
+            tmp.write_bytes(b"half")
+            raise RuntimeError("killed")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_npz_round_trip_with_metadata(tmp_path):
+    meta = {"attack": "fgsm", "params": {"eps": 0.3}, "best_epoch": 7}
+    save_npz(tmp_path / "a.npz", x=np.arange(6).reshape(2, 3), meta=meta_to_array(meta))
+    data = load_npz(tmp_path / "a.npz")
+    assert data["x"].tolist() == [[0, 1, 2], [3, 4, 5]]
+    assert array_to_meta(data["meta"]) == meta
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.npz"]
+
+
+def test_object_arrays_are_not_unpickled(tmp_path):
+    np.savez(tmp_path / "evil.npz", x=np.array([{"a": 1}], dtype=object))
+    with pytest.raises(ValueError, match="allow_pickle"):
+        load_npz(tmp_path / "evil.npz")

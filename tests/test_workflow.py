@@ -1,0 +1,149 @@
+"""End to end: the real workflow on a tiny digits config, then its invariants."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from advfit.io import load_npz
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile")]
+
+TINY = {
+    "seed": 7,
+    "dataset": {"name": "digits"},
+    "model": {"name": "lenet5"},
+    "splits": {"method": "kfold", "n_splits": 2},
+    "regimes": {
+        "normal": {"optimizer": "sgd", "learning_rate": 0.01, "batch_size": 32, "epochs": 3},
+        "overfit": {"optimizer": "adam", "learning_rate": 0.02, "batch_size": 128, "epochs": 4},
+    },
+    "best_snapshot": {"metric": "val_accuracy"},
+    "attacks": {"fgsm": {"eps": 0.1}, "pgd": {"eps": 0.1, "eps_iter": 0.02, "nb_iter": 5}},
+    "attack_subset_size": 60,
+}
+
+
+def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*SNAKEMAKE, "--directory", str(workdir), "--configfile", str(workdir / "config.yaml"),
+         "--cores", "2", *args],
+        capture_output=True, text=True, timeout=900, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("tiny")
+    (workdir / "config.yaml").write_text(yaml.safe_dump(TINY))
+    done = snakemake(workdir)
+    assert done.returncode == 0, done.stderr[-5000:]
+    return workdir
+
+
+def _runs():
+    return [(r, s) for r in TINY["regimes"] for s in range(TINY["splits"]["n_splits"])]
+
+
+def _run_dir(workdir, regime, split):
+    return workdir / f"results/digits/lenet5/{regime}/split{split}"
+
+
+@pytest.mark.e2e
+def test_every_row_is_present(tiny_run):
+    table = pd.read_csv(tiny_run / "results/tables/accuracy.csv", keep_default_na=False)
+    expected = set()
+    for regime, split in _runs():
+        for epoch in range(1, TINY["regimes"][regime]["epochs"] + 1):
+            for eval_set in ("train", "validation", "test", "fail_subset"):
+                expected.add((regime, split, epoch, eval_set, "none"))
+            for attack in TINY["attacks"]:
+                expected.add((regime, split, epoch, "adversarial", attack))
+    got = set(zip(table.regime, table.split, table.epoch, table.eval_set, table.attack))
+    assert got == expected
+    assert len(table) == len(expected)  # no duplicates
+    assert (table.dataset == "digits").all() and (table.model == "lenet5").all()
+    assert table.accuracy.between(0, 1).all()
+
+
+@pytest.mark.e2e
+def test_sizes_match_the_artefacts_and_best_epoch_is_zero(tiny_run):
+    table = pd.read_csv(tiny_run / "results/tables/accuracy.csv", keep_default_na=False)
+    best = pd.read_csv(tiny_run / "results/tables/best_snapshots.csv")
+    for regime, split in _runs():
+        run = _run_dir(tiny_run, regime, split)
+        rows = table[(table.regime == regime) & (table.split == split)]
+        split_npz = load_npz(tiny_run / f"results/digits/splits/split{split}.npz")
+        sizes = {("train", "none"): len(split_npz["train"]),
+                 ("validation", "none"): len(split_npz["validation"]),
+                 ("test", "none"): len(split_npz["test"]),
+                 ("fail_subset", "none"): len(load_npz(run / "fail_subset.npz")["source_index"])}
+        for attack in TINY["attacks"]:
+            adv = load_npz(run / f"adversarial/{attack}.npz")
+            sizes[("adversarial", attack)] = len(adv["x"])
+            assert int(adv["n_success"]) == len(adv["x"]) <= int(adv["n_tried"]) <= 60
+        for (eval_set, attack), n in sizes.items():
+            ns = rows[(rows.eval_set == eval_set) & (rows.attack == attack)].n.unique()
+            assert ns.tolist() == [n], (regime, split, eval_set, attack)
+        epoch = int(best[(best.regime == regime) & (best.split == split)].best_epoch.iloc[0])
+        at_best = rows[rows.epoch == epoch]
+        targeted = at_best[at_best.eval_set.isin(["adversarial", "fail_subset"]) & (at_best.n > 0)]
+        assert len(targeted) >= 2
+        assert (targeted.accuracy == 0).all()
+        # the fail subset is the complement of the test set's hits at the best epoch
+        test = at_best[at_best.eval_set == "test"].iloc[0]
+        assert sizes[("fail_subset", "none")] == test.n - test.n_correct
+        history = pd.read_csv(run / "history.csv")
+        assert history.val_accuracy.idxmax() + 1 == epoch
+
+
+@pytest.mark.e2e
+def test_summary_distances_and_figures(tiny_run):
+    summary = pd.read_csv(tiny_run / "results/tables/accuracy_summary.csv", keep_default_na=False)
+    assert (summary.n_splits == 2).all()
+    distances = pd.read_csv(tiny_run / "results/tables/distances_summary.csv")
+    assert set(distances.attack) == {"fgsm", "pgd"}
+    assert (distances.linf_mean <= 0.1 + 1e-6).all() and (distances.l2_convention == "channels").all()
+    for figure in ("accuracy_vs_epoch.png", "asr_vs_epoch.png"):
+        data = (tiny_run / "results/figures" / figure).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+    leftovers = [p for p in (tiny_run / "results").rglob("*") if ".tmp" in p.name or p.name.endswith(".partial")]
+    assert leftovers == []
+
+
+@pytest.mark.e2e
+def test_rerun_has_nothing_to_do_and_one_attack_change_reruns_only_it(tiny_run):
+    again = snakemake(tiny_run, "--dry-run")
+    assert again.returncode == 0, again.stderr
+    assert "Nothing to be done" in again.stdout + again.stderr
+    changed = {**TINY, "attacks": {**TINY["attacks"], "fgsm": {"eps": 0.05}}}
+    (tiny_run / "config.yaml").write_text(yaml.safe_dump(changed))
+    try:
+        plan = snakemake(tiny_run, "--dry-run", "--quiet", "rules")
+        assert plan.returncode == 0, plan.stderr
+        out = plan.stdout
+        counts = dict(line.split()[:2] for line in out.splitlines()
+                      if len(line.split()) == 2 and line.split()[1].isdigit())
+        assert counts.get("craft_adversarial_set") == "4"  # fgsm only: 2 regimes x 2 splits
+        assert "train_model" not in counts and "select_best_snapshot" not in counts
+        assert counts.get("evaluate_snapshots") == "4"
+    finally:
+        (tiny_run / "config.yaml").write_text(yaml.safe_dump(TINY))
+
+
+@pytest.mark.e2e
+def test_bad_config_fails_before_any_job(tmp_path):
+    bad = {**TINY, "regimes": {"normal": {**TINY["regimes"]["normal"], "epochs": 0}}}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(bad))
+    done = snakemake(tmp_path)
+    assert done.returncode != 0
+    assert "config key 'regimes.normal.epochs'" in done.stderr + done.stdout
+    assert not (tmp_path / "results").exists()

@@ -1,0 +1,70 @@
+rule collect_accuracy:
+    input:
+        accuracy=per_run(f"{RUN}/accuracy.csv"),
+        best=per_run(f"{RUN}/best_snapshot.json"),
+    output:
+        accuracy="results/tables/accuracy.csv",
+        summary="results/tables/accuracy_summary.csv",
+        best="results/tables/best_snapshots.csv",
+    params:
+        runs=run_keys(),
+    log:
+        "results/logs/collect_accuracy.log",
+    conda:
+        ENV
+    script:
+        "../scripts/collect_accuracy.py"
+
+
+rule tabulate_adversarial_sets:
+    input:
+        data=f"results/{DATASET}/data.npz",
+        adversarial=adversarial_sets(),
+    output:
+        sets="results/tables/adversarial_sets.csv",
+        distances="results/tables/distances.csv",
+        summary="results/tables/distances_summary.csv",
+    params:
+        sets=adversarial_keys(),
+        l2_convention=config["distances"]["l2_convention"],
+    log:
+        "results/logs/tabulate_adversarial_sets.log",
+    conda:
+        ENV
+    script:
+        "../scripts/tabulate_adversarial_sets.py"
+
+
+rule plot_accuracy:
+    input:
+        accuracy="results/tables/accuracy.csv",
+        best="results/tables/best_snapshots.csv",
+    output:
+        report(
+            "results/figures/accuracy_vs_epoch.png",
+            caption="../report/accuracy_vs_epoch.rst",
+            category="CNN experiment",
+        ),
+    log:
+        "results/logs/plot_accuracy.log",
+    conda:
+        ENV
+    script:
+        "../scripts/plot_accuracy.py"
+
+
+rule plot_asr:
+    input:
+        accuracy="results/tables/accuracy.csv",
+    output:
+        report(
+            "results/figures/asr_vs_epoch.png",
+            caption="../report/asr_vs_epoch.rst",
+            category="CNN experiment",
+        ),
+    log:
+        "results/logs/plot_asr.log",
+    conda:
+        ENV
+    script:
+        "../scripts/plot_asr.py"

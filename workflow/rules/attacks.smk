@@ -1,0 +1,24 @@
+rule craft_adversarial_set:
+    input:
+        data="results/{dataset}/data.npz",
+        split="results/{dataset}/splits/split{split}.npz",
+        snapshots=f"{RUN}/snapshots",
+        best=f"{RUN}/best_snapshot.json",
+    output:
+        f"{RUN}/adversarial/{{attack}}.npz",
+    params:
+        attack=lambda w: config["attacks"][w.attack],
+        subset_size=config["attack_subset_size"],
+        seed=config["seed"],
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=240,
+    log:
+        f"{RUN_LOG}/craft_adversarial_set_{{attack}}.log",
+    benchmark:
+        f"{RUN_BENCH}/craft_adversarial_set_{{attack}}.tsv"
+    conda:
+        ENV
+    script:
+        "../scripts/craft_adversarial_set.py"

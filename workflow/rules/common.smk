@@ -1,0 +1,89 @@
+import importlib.util
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+
+# The science lives in the advfit package under src/, which the jobs import
+# from the environment (`pip install -e .`, see README). Refuse to start with
+# a missing or foreign copy rather than run code other than this checkout's.
+SRC = Path(workflow.basedir) / "src"
+_spec = importlib.util.find_spec("advfit")
+if _spec is None or Path(_spec.origin).resolve().parent != (SRC / "advfit").resolve():
+    raise WorkflowError(
+        f"the advfit package of this checkout is not installed in this environment "
+        f"(found: {_spec.origin if _spec else 'none'}); run `pip install -e {workflow.basedir}`"
+    )
+
+from advfit.config import ConfigError, validate_config
+
+# Validate before any job is scheduled; the message names the offending key.
+try:
+    _validated = validate_config(config)
+except ConfigError as error:
+    raise WorkflowError(str(error)) from None
+config.clear()
+config.update(_validated)
+
+DATASET = config["dataset"]["name"]
+MODEL = config["model"]["name"]
+REGIMES = list(config["regimes"])
+SPLITS = [str(i) for i in range(config["splits"]["n_splits"])]
+ATTACKS = list(config["attacks"])
+
+RUN = "results/{dataset}/{model}/{regime}/split{split}"
+RUN_LOG = "results/logs/{dataset}/{model}/{regime}/split{split}"
+RUN_BENCH = "results/benchmarks/{dataset}/{model}/{regime}/split{split}"
+ENV = "../../envs/advfit.yaml"
+
+
+wildcard_constraints:
+    dataset="[a-z][a-z0-9_]*",
+    model="[a-z][a-z0-9_]*",
+    regime="[a-z][a-z0-9_]*",
+    split=r"\d+",
+    attack="[a-z][a-z0-9_]*",
+
+
+def runs():
+    """Every split x regime of this run, as wildcard dicts."""
+    return [
+        {"dataset": DATASET, "model": MODEL, "regime": regime, "split": split}
+        for regime in REGIMES
+        for split in SPLITS
+    ]
+
+
+def per_run(pattern):
+    """``pattern`` (with RUN's wildcards) filled in for every split x regime."""
+    return [pattern.format(**run) for run in runs()]
+
+
+def run_keys():
+    return [{**run, "split": int(run["split"])} for run in runs()]
+
+
+def adversarial_sets():
+    return [
+        f"{RUN}/adversarial/{{attack}}.npz".format(**run, attack=attack)
+        for run in runs()
+        for attack in ATTACKS
+    ]
+
+
+def adversarial_keys():
+    return [
+        {**key, "attack": attack} for key in run_keys() for attack in ATTACKS
+    ]
+
+
+def final_outputs():
+    return [
+        "results/tables/accuracy.csv",
+        "results/tables/accuracy_summary.csv",
+        "results/tables/best_snapshots.csv",
+        "results/tables/adversarial_sets.csv",
+        "results/tables/distances.csv",
+        "results/tables/distances_summary.csv",
+        "results/figures/accuracy_vs_epoch.png",
+        "results/figures/asr_vs_epoch.png",
+    ]

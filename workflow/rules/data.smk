@@ -1,0 +1,25 @@
+rule prepare_dataset:
+    output:
+        "results/{dataset}/data.npz",
+    log:
+        "results/logs/{dataset}/prepare_dataset.log",
+    conda:
+        ENV
+    script:
+        "../scripts/prepare_dataset.py"
+
+
+rule make_splits:
+    input:
+        "results/{dataset}/data.npz",
+    output:
+        expand("results/{{dataset}}/splits/split{split}.npz", split=SPLITS),
+    params:
+        splits=config["splits"],
+        seed=config["seed"],
+    log:
+        "results/logs/{dataset}/make_splits.log",
+    conda:
+        ENV
+    script:
+        "../scripts/make_splits.py"

@@ -1,0 +1,27 @@
+rule evaluate_snapshots:
+    input:
+        data="results/{dataset}/data.npz",
+        split="results/{dataset}/splits/split{split}.npz",
+        snapshots=f"{RUN}/snapshots",
+        best=f"{RUN}/best_snapshot.json",
+        adversarial=expand(
+            f"{RUN}/adversarial/{{attack}}.npz", attack=ATTACKS, allow_missing=True
+        ),
+    output:
+        accuracy=f"{RUN}/accuracy.csv",
+        fail_subset=f"{RUN}/fail_subset.npz",
+    params:
+        attacks=ATTACKS,
+        batch_size=config["evaluation"]["batch_size"],
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    log:
+        f"{RUN_LOG}/evaluate_snapshots.log",
+    benchmark:
+        f"{RUN_BENCH}/evaluate_snapshots.tsv"
+    conda:
+        ENV
+    script:
+        "../scripts/evaluate_snapshots.py"

@@ -1,0 +1,32 @@
+from advfit.jobs import job_log
+
+with job_log(snakemake.log[0]) as log:
+    from pathlib import Path
+
+    from advfit import runtime
+    from advfit.seeds import job_seed
+
+    w = snakemake.wildcards
+    seed = job_seed(snakemake.params.seed, w.dataset, w.model, w.regime, w.split, w.attack)
+    device = runtime.configure(snakemake.threads, seed=seed)
+
+    from advfit.adversarial import craft_adversarial_set
+    from advfit.datasets import PooledData
+    from advfit.io import load_json, load_npz, meta_to_array, save_npz, versions
+    from advfit.models import build_model
+
+    data = PooledData(load_npz(snakemake.input.data))
+    test_index = load_npz(snakemake.input.split)["test"]
+    best = load_json(snakemake.input.best)
+    model = build_model(w.model, data.x.shape[1:], data.n_classes)
+    model.load_weights(Path(snakemake.input.snapshots) / best["snapshot"])
+    spec = dict(snakemake.params.attack)
+    method = spec.pop("method")
+    x_test, y_test = data.take(test_index)
+    arrays = craft_adversarial_set(model, x_test, y_test, test_index, method, spec,
+                                   snakemake.params.subset_size, seed)
+    meta = {"attack": w.attack, "method": method, "params": spec,
+            "best_epoch": best["best_epoch"], "subset_size": snakemake.params.subset_size,
+            "seed": seed, "device": device, "versions": versions()}
+    save_npz(snakemake.output[0], **arrays, best_epoch=best["best_epoch"],
+             meta=meta_to_array(meta))

@@ -1,0 +1,30 @@
+from advfit.jobs import job_log
+
+with job_log(snakemake.log[0]) as log:
+    from advfit import runtime
+
+    device = runtime.configure(snakemake.threads)
+
+    import pandas as pd
+
+    from advfit.datasets import PooledData
+    from advfit.evaluation import evaluate_split
+    from advfit.io import load_json, load_npz, meta_to_array, save_csv, save_npz
+
+    w = snakemake.wildcards
+    data = PooledData(load_npz(snakemake.input.data))
+    split = load_npz(snakemake.input.split)
+    best = load_json(snakemake.input.best)
+    adversarial = {name: load_npz(path)
+                   for name, path in zip(snakemake.params.attacks, snakemake.input.adversarial)}
+    rows, fail_index = evaluate_split(
+        w.model, data, split, snakemake.input.snapshots, best["best_epoch"], adversarial,
+        batch_size=snakemake.params.batch_size)
+    table = pd.DataFrame(rows)
+    for i, (key, value) in enumerate([("dataset", w.dataset), ("model", w.model),
+                                      ("regime", w.regime), ("split", w.split)]):
+        table.insert(i, key, value)
+    save_npz(snakemake.output.fail_subset, source_index=fail_index,
+             y=data.y[fail_index], best_epoch=best["best_epoch"],
+             meta=meta_to_array({"best_epoch": best["best_epoch"], "n": len(fail_index)}))
+    save_csv(snakemake.output.accuracy, table)

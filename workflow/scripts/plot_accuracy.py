@@ -1,0 +1,10 @@
+from advfit.jobs import job_log
+
+with job_log(snakemake.log[0]) as log:
+    import pandas as pd
+
+    from advfit.plots import plot_accuracy_vs_epoch, save_figure
+
+    table = pd.read_csv(snakemake.input.accuracy, keep_default_na=False)
+    best = pd.read_csv(snakemake.input.best)
+    save_figure(plot_accuracy_vs_epoch(table, best), snakemake.output[0])

@@ -1,0 +1,37 @@
+from advfit.jobs import job_log
+
+with job_log(snakemake.log[0]) as log:
+    import shutil
+    from pathlib import Path
+
+    from advfit import runtime
+    from advfit.seeds import job_seed
+
+    w = snakemake.wildcards
+    seed = job_seed(snakemake.params.seed, w.dataset, w.model, w.regime, w.split)
+    device = runtime.configure(snakemake.threads, seed=seed)
+
+    from advfit.datasets import PooledData
+    from advfit.io import load_npz, save_csv, save_json, versions
+    from advfit.models import build_model
+    from advfit.training import train_regime
+
+    data = PooledData(load_npz(snakemake.input.data))
+    split = load_npz(snakemake.input.split)
+    model = build_model(w.model, data.x.shape[1:], data.n_classes)
+    # Snapshots go to a staging folder renamed into place at the end: the
+    # declared folder exists only once every epoch is written.
+    final = Path(snakemake.output.snapshots)
+    staging = final.with_name(final.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    history = train_regime(model, snakemake.params.regime,
+                           data.take(split["train"]), data.take(split["validation"]),
+                           data.take(split["test"]), staging)
+    shutil.rmtree(final, ignore_errors=True)
+    staging.rename(final)
+    save_json(snakemake.output.meta, {
+        "dataset": w.dataset, "model": w.model, "regime": w.regime, "split": w.split,
+        "regime_spec": snakemake.params.regime, "seed": seed, "device": device,
+        "versions": versions(),
+    })
+    save_csv(snakemake.output.history, history)
