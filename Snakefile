@@ -10,7 +10,6 @@ if not workflow.overwrite_configfiles:
     configfile: "config.yaml"
 
 
-
 report: "workflow/report/workflow.rst"
 
 
@@ -23,6 +22,6 @@ include: "workflow/rules/aggregation.smk"
 
 
 rule all:
+    default_target: True
     input:
         final_outputs(),
-    default_target: True

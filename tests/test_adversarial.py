@@ -60,3 +60,15 @@ def test_sources_are_a_seeded_subsample():
     assert np.array_equal(a, choose_sources(correct, 30, seed=1))
     assert not np.array_equal(a, choose_sources(correct, 30, seed=2))
     assert np.array_equal(choose_sources(correct, 500, seed=1), correct)
+
+
+def test_pgd_random_start_is_reproducible_from_the_seed(best_model, digits):
+    import keras
+
+    x, y = digits.take(digits.official_test[:40])
+    runs = []
+    for seed in (3, 3, 4):
+        keras.utils.set_random_seed(seed)
+        runs.append(pgd(best_model, x, y, eps=0.1, eps_iter=0.02, nb_iter=3, rand_init=True))
+    assert np.array_equal(runs[0], runs[1])
+    assert not np.array_equal(runs[0], runs[2])

@@ -44,3 +44,21 @@ def test_snapshot_weights_differ_between_epochs(trained_lenet, digits):
     model.load_weights(snapshot_dir / snapshot_name(3))
     last = model.predict(digits.x[:50], verbose=0)
     assert not np.allclose(first, last)
+
+
+def test_same_seed_gives_bit_identical_snapshots(digits, tmp_path):
+    import keras
+
+    from advfit.training import train_regime
+
+    regime = {"optimizer": "adam", "learning_rate": 1e-3, "batch_size": 64, "epochs": 1}
+    train = digits.take(digits.official_train[:400])
+    held = digits.take(digits.official_train[400:500])
+    weights = []
+    for run, seed in enumerate((11, 11, 12)):
+        keras.utils.set_random_seed(seed)
+        model = build_model("lenet5", digits.x.shape[1:], 10)
+        train_regime(model, regime, train, held, held, tmp_path / str(run))
+        weights.append(model.get_weights())
+    assert all(np.array_equal(a, b) for a, b in zip(weights[0], weights[1]))
+    assert not all(np.array_equal(a, b) for a, b in zip(weights[0], weights[2]))

@@ -29,8 +29,9 @@ def plot_accuracy_vs_epoch(table: pd.DataFrame, best: pd.DataFrame):
                        kind="line", errorbar="sd", height=4, aspect=1.2,
                        facet_kws={"sharey": True})
     for regime, ax in grid.axes_dict.items():
-        for epoch in best.loc[best.regime == regime, "best_epoch"]:
-            ax.axvline(epoch, color="grey", lw=0.8, ls=":", zorder=0)
+        for epoch in sorted(set(best.loc[best.regime == regime, "best_epoch"])):
+            ax.axvline(epoch, color="black", lw=1.0, ls=":", alpha=0.7, zorder=0)
+    _integer_epochs(grid)
     grid.set(ylim=(-0.02, 1.02))
     grid.set_axis_labels("epoch (snapshot)", "accuracy (mean ± sd over splits)")
     grid.figure.suptitle("Accuracy of every snapshot; dotted: each split's best snapshot", y=1.03)
@@ -43,9 +44,17 @@ def plot_asr_vs_epoch(table: pd.DataFrame):
     sns.set_theme(style="whitegrid", context="notebook")
     grid = sns.relplot(data=data, x="epoch", y="asr", hue="regime", col="attack",
                        kind="line", errorbar="sd", height=4, aspect=1.2)
+    _integer_epochs(grid)
     grid.set(ylim=(-0.02, 1.02))
     grid.set_axis_labels("epoch (snapshot)", "attack success rate (mean ± sd over splits)")
     return grid.figure
+
+
+def _integer_epochs(grid) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in grid.axes.flat:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def save_figure(fig, path) -> None:

@@ -6,12 +6,12 @@ rule collect_accuracy:
         accuracy="results/tables/accuracy.csv",
         summary="results/tables/accuracy_summary.csv",
         best="results/tables/best_snapshots.csv",
-    params:
-        runs=run_keys(),
     log:
         "results/logs/collect_accuracy.log",
     conda:
         ENV
+    params:
+        runs=run_keys(),
     script:
         "../scripts/collect_accuracy.py"
 
@@ -24,13 +24,13 @@ rule tabulate_adversarial_sets:
         sets="results/tables/adversarial_sets.csv",
         distances="results/tables/distances.csv",
         summary="results/tables/distances_summary.csv",
-    params:
-        sets=adversarial_keys(),
-        l2_convention=config["distances"]["l2_convention"],
     log:
         "results/logs/tabulate_adversarial_sets.log",
     conda:
         ENV
+    params:
+        sets=adversarial_keys(),
+        l2_convention=config["distances"]["l2_convention"],
     script:
         "../scripts/tabulate_adversarial_sets.py"
 

@@ -6,19 +6,19 @@ rule craft_adversarial_set:
         best=f"{RUN}/best_snapshot.json",
     output:
         f"{RUN}/adversarial/{{attack}}.npz",
-    params:
-        attack=lambda w: config["attacks"][w.attack],
-        subset_size=config["attack_subset_size"],
-        seed=config["seed"],
-    threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=240,
     log:
         f"{RUN_LOG}/craft_adversarial_set_{{attack}}.log",
     benchmark:
         f"{RUN_BENCH}/craft_adversarial_set_{{attack}}.tsv"
     conda:
         ENV
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=240,
+    params:
+        attack=lambda w: config["attacks"][w.attack],
+        subset_size=config["attack_subset_size"],
+        seed=config["seed"],
     script:
         "../scripts/craft_adversarial_set.py"

@@ -71,9 +71,7 @@ def adversarial_sets():
 
 
 def adversarial_keys():
-    return [
-        {**key, "attack": attack} for key in run_keys() for attack in ATTACKS
-    ]
+    return [{**key, "attack": attack} for key in run_keys() for attack in ATTACKS]
 
 
 def final_outputs():

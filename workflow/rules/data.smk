@@ -14,12 +14,12 @@ rule make_splits:
         "results/{dataset}/data.npz",
     output:
         expand("results/{{dataset}}/splits/split{split}.npz", split=SPLITS),
-    params:
-        splits=config["splits"],
-        seed=config["seed"],
     log:
         "results/logs/{dataset}/make_splits.log",
     conda:
         ENV
+    params:
+        splits=config["splits"],
+        seed=config["seed"],
     script:
         "../scripts/make_splits.py"

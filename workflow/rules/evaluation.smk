@@ -10,18 +10,18 @@ rule evaluate_snapshots:
     output:
         accuracy=f"{RUN}/accuracy.csv",
         fail_subset=f"{RUN}/fail_subset.npz",
-    params:
-        attacks=ATTACKS,
-        batch_size=config["evaluation"]["batch_size"],
-    threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=120,
     log:
         f"{RUN_LOG}/evaluate_snapshots.log",
     benchmark:
         f"{RUN_BENCH}/evaluate_snapshots.tsv"
     conda:
         ENV
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    params:
+        attacks=ATTACKS,
+        batch_size=config["evaluation"]["batch_size"],
     script:
         "../scripts/evaluate_snapshots.py"

@@ -6,19 +6,19 @@ rule train_model:
         snapshots=directory(f"{RUN}/snapshots"),
         history=f"{RUN}/history.csv",
         meta=f"{RUN}/training.json",
-    params:
-        regime=lambda w: config["regimes"][w.regime],
-        seed=config["seed"],
-    threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=240,
     log:
         f"{RUN_LOG}/train_model.log",
     benchmark:
         f"{RUN_BENCH}/train_model.tsv"
     conda:
         ENV
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=240,
+    params:
+        regime=lambda w: config["regimes"][w.regime],
+        seed=config["seed"],
     script:
         "../scripts/train_model.py"
 
@@ -28,11 +28,11 @@ rule select_best_snapshot:
         history=f"{RUN}/history.csv",
     output:
         f"{RUN}/best_snapshot.json",
-    params:
-        metric=config["best_snapshot"]["metric"],
     log:
         f"{RUN_LOG}/select_best_snapshot.log",
     conda:
         ENV
+    params:
+        metric=config["best_snapshot"]["metric"],
     script:
         "../scripts/select_best_snapshot.py"
