@@ -38,6 +38,12 @@ def configure(threads: int, seed: int | None = None, deterministic: bool = True)
     if deterministic:
         # Same seed => same weights: deterministic kernels cost little at this scale.
         tf.config.experimental.enable_op_determinism()
+    slot = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+    if not gpus and slot not in ("", "-1"):
+        # A scheduler gave this job a GPU that TensorFlow cannot use (no driver,
+        # a CPU-only build, a fake device): carry on with the CPU, but say so.
+        log.warning("a GPU was assigned (CUDA_VISIBLE_DEVICES=%s) but TensorFlow sees no usable "
+                    "GPU: running on the CPU", slot)
     device = f"GPU ({gpus[0].name})" if gpus else f"CPU ({threads} threads)"
     log.info("TensorFlow %s on %s", tf.__version__, device)
     return device
