@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import copy
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +13,21 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+def run_snakemake(workdir: Path, *args: str, config: dict | None = None,
+                  timeout: int = 900) -> subprocess.CompletedProcess:
+    """Run this checkout's workflow in ``workdir`` with ``workdir/config.yaml``."""
+    if config is not None:
+        (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    return subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"),
+         "--directory", str(workdir), "--configfile", str(workdir / "config.yaml"),
+         "--cores", "2", *args],
+        capture_output=True, text=True, timeout=timeout,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
 
 
 @pytest.fixture(scope="session")

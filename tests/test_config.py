@@ -118,3 +118,43 @@ def test_optional_sections_get_their_defaults(default_config):
     config = validate_config(default_config)
     assert config["evaluation"] == {"batch_size": 1024}
     assert config["distances"] == {"l2_convention": "channels"}
+
+
+@pytest.mark.parametrize("dataset,named", [
+    ({"name": "digits", "path": "somewhere"}, "dataset.path"),
+    ({"name": "mnist", "verify": False}, "dataset"),
+    ({"name": "npz"}, "dataset.path"),
+    ({"name": "npz", "path": "/nonexistent/data.npz"}, "dataset.path"),
+    ({"name": "image_folder", "path": "x"}, "dataset.size"),
+    ({"name": "cifar10", "path": "x", "sha256": "abc"}, "dataset.sha256"),
+    ({"name": "digits", "subset": {"train": 5000}}, "dataset.subset.train"),
+    ({"name": "digits", "subset": {"validation": 50}}, "dataset.subset.validation"),
+])
+def test_bad_dataset_sections_are_rejected(default_config, dataset, named):
+    default_config["dataset"] = dataset
+    with pytest.raises(ConfigError) as error:
+        validate_config(default_config)
+    assert f"'{named}" in str(error.value)
+
+
+def test_inception_needs_large_images(default_config):
+    default_config["model"]["name"] = "inception_v3"
+    with pytest.raises(ConfigError, match=r"'model.name': inception_v3 needs images of at least 75x75"):
+        validate_config(default_config)
+
+
+def test_user_npz_sizes_are_read_before_any_job(default_config, tmp_path):
+    import numpy as np
+
+    path = tmp_path / "mine.npz"
+    rng = np.random.default_rng(0)
+    np.savez(path, x_train=rng.integers(0, 256, (40, 12, 12), dtype=np.uint8),
+             y_train=np.arange(40) % 4, x_test=rng.integers(0, 256, (20, 12, 12), dtype=np.uint8),
+             y_test=np.arange(20) % 4)
+    default_config["dataset"] = {"name": "npz", "path": str(path)}
+    default_config["attack_subset_size"] = 21
+    with pytest.raises(ConfigError, match=r"'attack_subset_size': 21 is larger than the test set of npz \(20"):
+        validate_config(default_config)
+    default_config["attack_subset_size"] = 20
+    default_config["splits"]["n_splits"] = 2
+    assert validate_config(default_config)["dataset"]["path"] == str(path)

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +11,7 @@ import yaml
 
 from advfit.io import load_npz
 
-ROOT = Path(__file__).resolve().parents[1]
-SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile")]
+from conftest import run_snakemake
 
 TINY = {
     "seed": 7,
@@ -32,12 +28,8 @@ TINY = {
 }
 
 
-def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [*SNAKEMAKE, "--directory", str(workdir), "--configfile", str(workdir / "config.yaml"),
-         "--cores", "2", *args],
-        capture_output=True, text=True, timeout=900, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+def snakemake(workdir: Path, *args: str):
+    return run_snakemake(workdir, *args)
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 from jsonschema import Draft202012Validator, validators
 
-from .datasets import DATASETS
+from .datasets import dataset_info
 
 SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
 
@@ -60,6 +60,13 @@ def _describe(error) -> str:
         return f"config key '{where}{missing}': required but missing"
     if error.validator == "propertyNames":
         return f"config key '{key}': name {error.instance!r} must match {error.schema.get('pattern')}"
+    if error.validator == "not" and isinstance(error.instance, dict):
+        forbidden = [name for alternative in error.validator_value.get("anyOf", [])
+                     for name in alternative.get("required", [])]
+        present = [name for name in forbidden if name in error.instance]
+        what = error.instance.get("name", "this choice")
+        return (f"config key '{key}.{present[0] if present else '?'}': does not apply to "
+                f"{what}")
     if error.validator == "enum":
         return f"config key '{key}': {error.instance!r} is not one of {error.validator_value}"
     return f"config key '{key}': {error.message}"
@@ -105,7 +112,19 @@ def _leaf_errors(errors):
 
 def _semantic_problems(config: dict) -> list[str]:
     problems = []
-    info = DATASETS[config["dataset"]["name"]]
+    spec = config["dataset"]
+    try:
+        info = dataset_info(spec)
+    except (OSError, ValueError) as error:
+        return [f"config key 'dataset.path': {error}"]
+    for part in ("train", "test"):
+        wanted = (spec.get("subset") or {}).get(part)
+        if wanted is not None and wanted > getattr(info, f"n_{part}"):
+            problems.append(f"config key 'dataset.subset.{part}': {wanted} is larger than the "
+                            f"{part} part of {spec['name']} ({getattr(info, f'n_{part}')})")
+    if config["model"]["name"] == "inception_v3" and min(info.image_shape[:2]) < 75:
+        problems.append(f"config key 'model.name': inception_v3 needs images of at least "
+                        f"75x75, {spec['name']} has {info.image_shape[0]}x{info.image_shape[1]}")
     if config["attack_subset_size"] > info.n_test:
         problems.append(
             f"config key 'attack_subset_size': {config['attack_subset_size']} is larger than "

@@ -9,6 +9,7 @@ plain index sets.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -32,7 +33,67 @@ class DatasetInfo:
 DATASETS = {
     "digits": DatasetInfo(n_train=1797 - DIGITS_TEST_SIZE, n_test=DIGITS_TEST_SIZE,
                           n_classes=10, image_shape=(8, 8, 1)),
+    "mnist": DatasetInfo(60000, 10000, 10, (28, 28, 1)),
+    "fashion_mnist": DatasetInfo(60000, 10000, 10, (28, 28, 1)),
+    "cifar10": DatasetInfo(50000, 10000, 10, (32, 32, 3)),
+    "stl10": DatasetInfo(5000, 8000, 10, (96, 96, 3)),
 }
+BUILT_IN = ("mnist", "fashion_mnist", "cifar10", "stl10")  # canonical files, checksums
+USER = ("npz", "image_folder")
+# An image folder without train/ and test/ is split once, with this fixed seed,
+# so that its test part stays put whatever the run's seed (as for digits).
+IMAGE_FOLDER_TEST_SEED = 20240502
+SUBSET_SEED = 20240503
+
+
+def dataset_info(spec: dict) -> DatasetInfo:
+    """Sizes and shape of the dataset ``spec`` describes, read cheaply for user data.
+
+    ``subset`` sizes replace the full ones. Raises FileNotFoundError or
+    ValueError for a user path that cannot be used.
+    """
+    name = spec["name"]
+    if name in DATASETS:
+        info = DATASETS[name]
+    elif name == "npz":
+        info = _npz_info(spec["path"])
+    else:
+        info = _image_folder_info(spec)
+    subset = spec.get("subset") or {}
+    return DatasetInfo(min(subset.get("train", info.n_train), info.n_train),
+                       min(subset.get("test", info.n_test), info.n_test),
+                       info.n_classes, info.image_shape)
+
+
+def _npz_info(path: str) -> DatasetInfo:
+    with np.load(path, allow_pickle=False) as data:
+        missing = {"x_train", "y_train", "x_test", "y_test"} - set(data.files)
+        if missing:
+            raise ValueError(f"{path} lacks the array(s) {sorted(missing)}")
+        y_train, y_test = data["y_train"], data["y_test"]
+        shape = data["x_train"].shape[1:]
+    shape = tuple(shape) + (1,) if len(shape) == 2 else tuple(shape)
+    n_classes = int(max(y_train.max(initial=0), y_test.max(initial=0))) + 1
+    return DatasetInfo(len(y_train), len(y_test), n_classes, shape)
+
+
+def _image_folder_info(spec: dict) -> DatasetInfo:
+    from .formats import list_class_folders
+
+    root = Path(spec["path"])
+    size = int(spec["size"])
+    if (root / "train").is_dir() and (root / "test").is_dir():
+        train, test = list_class_folders(root / "train"), list_class_folders(root / "test")
+        n_train, n_test = (sum(map(len, part.values())) for part in (train, test))
+        n_classes = len(train)
+    else:
+        if "test_fraction" not in spec:
+            raise ValueError(f"{root} has no train/ and test/ folders: give dataset.test_fraction")
+        classes = list_class_folders(root)
+        total = sum(map(len, classes.values()))
+        n_test = sum(int(np.ceil(len(v) * spec["test_fraction"])) for v in classes.values())
+        n_train, n_classes = total - n_test, len(classes)
+    return DatasetInfo(n_train, n_test, n_classes, (size, size, 3))
 
 
 def load_digits() -> dict[str, np.ndarray]:
@@ -55,17 +116,47 @@ def load_digits() -> dict[str, np.ndarray]:
     }
 
 
-LOADERS = {"digits": load_digits}
+def read_dataset(spec: dict, folder: str | None = None) -> dict[str, np.ndarray]:
+    """Read the dataset ``spec`` names; ``folder`` is the verified copy of a built-in one."""
+    from . import formats, sources
+
+    name = spec["name"]
+    if name == "digits":
+        arrays = load_digits()
+    elif name in BUILT_IN:
+        arrays = sources.source(name).reader(folder)
+    elif name == "npz":
+        arrays = formats.read_user_npz(spec["path"])
+    elif name == "image_folder":
+        arrays = formats.read_image_folder(spec["path"], int(spec["size"]),
+                                           spec.get("test_fraction"), IMAGE_FOLDER_TEST_SEED)
+    else:
+        raise ValueError(f"unknown dataset {name!r}; known: digits, {', '.join(BUILT_IN + USER)}")
+    arrays = take_subset(arrays, spec.get("subset") or {})
+    check_arrays(arrays, name)
+    return arrays
 
 
 def load_dataset(name: str) -> dict[str, np.ndarray]:
-    try:
-        loader = LOADERS[name]
-    except KeyError:
-        raise ValueError(f"unknown dataset {name!r}; known: {sorted(LOADERS)}") from None
-    arrays = loader()
-    check_arrays(arrays, name)
-    return arrays
+    """An embedded dataset by name (only digits needs no files)."""
+    return read_dataset({"name": name})
+
+
+def take_subset(arrays: dict[str, np.ndarray], subset: dict) -> dict[str, np.ndarray]:
+    """A fixed, stratified subsample of the train and/or test part (for quick runs)."""
+    from sklearn.model_selection import train_test_split
+
+    out = dict(arrays)
+    for part in ("train", "test"):
+        n = subset.get(part)
+        y = arrays[f"y_{part}"]
+        if n is None or n >= len(y):
+            continue
+        keep, _ = train_test_split(np.arange(len(y)), train_size=int(n), stratify=y,
+                                   random_state=SUBSET_SEED)
+        keep.sort()
+        out[f"x_{part}"], out[f"y_{part}"] = arrays[f"x_{part}"][keep], y[keep]
+    return out
 
 
 def check_arrays(arrays: dict[str, np.ndarray], name: str) -> None:
@@ -101,3 +192,37 @@ class PooledData:
 
     def take(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return self.x[index], self.y[index]
+
+
+def fetch_source_record(spec: dict, cache_dir: str) -> dict:
+    """Obtain and verify the files of dataset ``spec``; return their provenance.
+
+    Built-in datasets: the local copy under ``path`` checked against the
+    canonical checksums, or the canonical files downloaded to ``cache_dir``.
+    User datasets: the sha256 of the npz (checked if the config gives one), or
+    the number of images in the folder.
+    """
+    from . import formats, sources
+
+    name = spec["name"]
+    if name in BUILT_IN:
+        if spec.get("path"):
+            copy = sources.resolve_local(name, spec["path"], spec.get("verify", True),
+                                         spec.get("sha256"))
+        else:
+            copy = sources.fetch(name, cache_dir)
+        return {"dataset": name, "folder": str(copy.folder.resolve()), "sha256": copy.sha256,
+                "accepted": copy.accepted, "canonical": copy.canonical}
+    if name == "npz":
+        path = Path(spec["path"])
+        if spec.get("sha256"):
+            sources.verify_file(path, f"sha256:{spec['sha256']}",
+                                "the expected sha256 is dataset.sha256 in the configuration")
+        return {"dataset": name, "file": str(path.resolve()), "sha256": sources.file_sha256(path)}
+    if name == "image_folder":
+        root = Path(spec["path"])
+        parts = ([root / "train", root / "test"] if (root / "train").is_dir() else [root])
+        n_images = sum(len(files) for part in parts
+                       for files in formats.list_class_folders(part).values())
+        return {"dataset": name, "folder": str(root.resolve()), "n_images": n_images}
+    raise ValueError(f"dataset {name!r} needs no fetching")

@@ -92,13 +92,13 @@ def read_idx(path: PathLike, magic: int) -> np.ndarray:
     data = _read_maybe_gzip(path)
     n_dims = magic & 0xFF
     header_size = 4 + 4 * n_dims
-    if len(data) < header_size:
-        raise FormatError(f"{path}: {len(data)} bytes, too short for an IDX header "
-                          f"({header_size} bytes expected)")
-    found_magic = int.from_bytes(data[:4], "big")
+    found_magic = int.from_bytes(data[:4], "big") if len(data) >= 4 else None
     if found_magic != magic:
         raise FormatError(f"{path}: IDX magic number {found_magic}, expected {magic} "
                           f"(2051 for images, 2049 for labels)")
+    if len(data) < header_size:
+        raise FormatError(f"{path}: {len(data)} bytes, too short for an IDX header "
+                          f"({header_size} bytes expected)")
     dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(n_dims)]
     expected = header_size + int(np.prod(dims))
     if len(data) != expected:
@@ -213,8 +213,10 @@ def read_cifar_batch(path: PathLike) -> tuple[np.ndarray, np.ndarray]:
     data = batch[b"data"]
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 \
             or data.shape[1] != CIFAR10_IMAGE_BYTES:
-        found = f"{data.dtype} {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
-        raise FormatError(f"{path}: b'data' must be uint8 (N, {CIFAR10_IMAGE_BYTES}), found {found}")
+        found = (f"{data.dtype} {data.shape}" if isinstance(data, np.ndarray)
+                 else type(data).__name__)
+        raise FormatError(f"{path}: b'data' must be uint8 (N, {CIFAR10_IMAGE_BYTES}), "
+                          f"found {found}")
     labels = np.asarray(batch[b"labels"])
     if labels.shape != (len(data),) or labels.dtype.kind not in "iu":
         raise FormatError(f"{path}: b'labels' must be {len(data)} integers, "
@@ -227,7 +229,7 @@ def read_cifar_batch(path: PathLike) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _cifar_class_names(folder: Path) -> tuple[str, ...]:
-    """The names in batches.meta when present (they are the canonical ones), else the canonical names."""
+    """The names in batches.meta when present, else the canonical names (the same ones)."""
     meta_path = folder / CIFAR10_META
     if not meta_path.is_file():
         return CIFAR10_CLASS_NAMES
@@ -241,7 +243,8 @@ def _cifar_class_names(folder: Path) -> tuple[str, ...]:
 def read_cifar10(folder: PathLike) -> dict[str, np.ndarray]:
     """CIFAR-10 from ``cifar-10-batches-py/`` (the "python version"), with its class names."""
     folder = Path(folder)
-    missing = [n for n in (*CIFAR10_TRAIN_BATCHES, CIFAR10_TEST_BATCH) if not (folder / n).is_file()]
+    missing = [name for name in (*CIFAR10_TRAIN_BATCHES, CIFAR10_TEST_BATCH)
+               if not (folder / name).is_file()]
     if missing:
         raise FileNotFoundError(f"{folder}: missing {', '.join(missing)}; a cifar-10-batches-py "
                                 f"folder holds data_batch_1..5, test_batch and batches.meta")
@@ -375,7 +378,8 @@ def read_user_npz(path: PathLike) -> dict[str, np.ndarray]:
         if isinstance(error, FormatError):
             raise
         # np.load says "Object arrays cannot be loaded when allow_pickle=False"
-        raise FormatError(f"{path}: {error} (arrays must be plain numbers, not Python objects)") from None
+        raise FormatError(f"{path}: {error} (arrays must be plain numbers, "
+                          f"not Python objects)") from None
     arrays = {}
     for part in ("train", "test"):
         arrays[f"x_{part}"] = _check_images(f"{path.name}: x_{part}", raw[f"x_{part}"])
@@ -424,7 +428,8 @@ def list_class_folders(root: Path) -> dict[str, list[Path]]:
         raise FileNotFoundError(f"{root}: no such folder")
     classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not _hidden(Path(p.name)))
     if not classes:
-        raise FormatError(f"{root}: no class subfolders; expected {root}/<class name>/<image files>")
+        raise FormatError(f"{root}: no class subfolders; expected "
+                          f"{root}/<class name>/<image files>")
     found = {}
     for name in classes:
         files = sorted(p for p in (root / name).rglob("*")
@@ -438,7 +443,7 @@ def list_class_folders(root: Path) -> dict[str, list[Path]]:
 
 
 def load_image(path: Path, size: int) -> np.ndarray:
-    """One image as uint8 (size, size, 3) RGB: converted from any mode, resized (aspect not kept)."""
+    """One image as uint8 (size, size, 3) RGB, from any mode, resized (aspect not kept)."""
     from PIL import Image, UnidentifiedImageError
 
     try:

@@ -37,7 +37,38 @@ def lenet5(input_shape: tuple[int, int, int], n_classes: int):
     return keras.Model(inputs, outputs, name="lenet5")
 
 
-MODELS: dict[str, Callable] = {"lenet5": lenet5}
+# Its valid convolutions and stride-2 reductions take 75x75 down to 1x1; Keras refuses less.
+INCEPTION_V3_MIN_SIZE = 75
+INCEPTION_V3_CHANNELS = (1, 3)
+
+
+def inception_v3(input_shape: tuple[int, int, int], n_classes: int):
+    """InceptionV3 from scratch (paper 000 trains it from scratch on 10 ImageNet classes).
+
+    Keras' own architecture with random weights and a linear top, so it
+    outputs logits. Grayscale images go in as they are, with one input
+    channel: a convolution over a channel tiled three times equals a
+    convolution over that channel with the three kernel slices summed, so
+    tiling would compute the same family of functions (it would only rescale
+    the first layer's initialisation and step) at three times that layer's cost.
+    Tiling exists for pretrained RGB weights, which this model never loads.
+    """
+    import keras
+
+    height, width, channels = input_shape
+    if min(height, width) < INCEPTION_V3_MIN_SIZE:
+        raise ValueError(f"inception_v3 needs images of at least {INCEPTION_V3_MIN_SIZE}x"
+                         f"{INCEPTION_V3_MIN_SIZE} pixels, got input shape {tuple(input_shape)}; "
+                         f"use a larger image size (e.g. image_folder's size) or lenet5")
+    if channels not in INCEPTION_V3_CHANNELS:
+        raise ValueError(f"inception_v3 takes 1 (grayscale) or 3 (RGB) channels, got input shape "
+                         f"{tuple(input_shape)}")
+    return keras.applications.InceptionV3(
+        weights=None, include_top=True, input_shape=tuple(input_shape), classes=n_classes,
+        classifier_activation=None)
+
+
+MODELS: dict[str, Callable] = {"lenet5": lenet5, "inception_v3": inception_v3}
 
 
 def build_model(name: str, input_shape, n_classes: int):

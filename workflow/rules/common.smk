@@ -44,6 +44,19 @@ wildcard_constraints:
     attack="[a-z][a-z0-9_]*",
 
 
+def dataset_source_input():
+    """A local copy given in the config is an input: replacing it reruns everything."""
+    path = config["dataset"].get("path")
+    return [path] if path else []
+
+
+def prepare_dataset_input():
+    """Every dataset but the embedded digits comes through fetch_dataset."""
+    if DATASET == "digits":
+        return []
+    return f"results/{DATASET}/source.json"
+
+
 def runs():
     """Every split x regime of this run, as wildcard dicts."""
     return [

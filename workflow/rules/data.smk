@@ -1,10 +1,32 @@
+rule fetch_dataset:
+    input:
+        dataset_source_input(),
+    output:
+        "results/{dataset}/source.json",
+    log:
+        "results/logs/{dataset}/fetch_dataset.log",
+    conda:
+        ENV
+    params:
+        spec=config["dataset"],
+        cache="resources/datasets",
+    script:
+        "../scripts/fetch_dataset.py"
+
+
 rule prepare_dataset:
+    input:
+        source=prepare_dataset_input(),
     output:
         "results/{dataset}/data.npz",
     log:
         "results/logs/{dataset}/prepare_dataset.log",
+    benchmark:
+        "results/benchmarks/{dataset}/prepare_dataset.tsv"
     conda:
         ENV
+    params:
+        spec=config["dataset"],
     script:
         "../scripts/prepare_dataset.py"
 
