@@ -19,6 +19,7 @@ include: "workflow/rules/training.smk"
 include: "workflow/rules/attacks.smk"
 include: "workflow/rules/evaluation.smk"
 include: "workflow/rules/aggregation.smk"
+include: "workflow/rules/knn.smk"
 
 
 rule all:

@@ -158,3 +158,16 @@ def test_user_npz_sizes_are_read_before_any_job(default_config, tmp_path):
     default_config["attack_subset_size"] = 20
     default_config["splits"]["n_splits"] = 2
     assert validate_config(default_config)["dataset"]["path"] == str(path)
+
+
+@pytest.mark.parametrize("knn,message", [
+    ({"z": 7, "regime": "underfit"}, "'knn.regime': unknown regime 'underfit'"),
+    ({"z": 6, "regime": "overfit"}, "'knn.z'"),
+    ({"z": 7, "regime": "overfit", "attacks": ["cw"]}, "'knn.attacks': unknown attack 'cw'"),
+    ({"z": 7, "regime": "overfit", "algorithm": "ball_tree"}, "'knn.algorithm'"),
+])
+def test_bad_knn_sections_are_rejected(default_config, knn, message):
+    default_config["knn"] = knn
+    with pytest.raises(ConfigError) as error:
+        validate_config(default_config)
+    assert message in str(error.value)

@@ -25,6 +25,7 @@ TINY = {
     "best_snapshot": {"metric": "val_accuracy"},
     "attacks": {"fgsm": {"eps": 0.1}, "pgd": {"eps": 0.1, "eps_iter": 0.02, "nb_iter": 5}},
     "attack_subset_size": 60,
+    "knn": {"z": 5, "regime": "overfit", "algorithm": "kd_tree"},
 }
 
 
@@ -109,6 +110,38 @@ def test_summary_distances_and_figures(tiny_run):
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
     leftovers = [p for p in (tiny_run / "results").rglob("*") if ".tmp" in p.name or p.name.endswith(".partial")]
     assert leftovers == []
+
+
+@pytest.mark.e2e
+def test_knn_experiment_invariants(tiny_run):
+    table = pd.read_csv(tiny_run / "results/tables/knn_accuracy.csv", keep_default_na=False)
+    got = set(zip(table.split, table.k, table.eval_set, table.attack))
+    sets = [("train", "none"), ("test", "none"), ("fail_subset", "none"),
+            ("adversarial", "fgsm"), ("adversarial", "pgd")]
+    assert got == {(s, k, e, a) for s in (0, 1) for k in (1, 3, 5) for e, a in sets}
+    z_rows = table[(table.k == 5) & table.eval_set.isin(["adversarial", "fail_subset"])]
+    assert (z_rows.n > 0).all() and (z_rows.accuracy == 0).all()  # 0 by construction
+    assert (table[(table.k == 1) & (table.eval_set == "train")].accuracy == 1).all()
+    for split in (0, 1):
+        knn_dir = tiny_run / f"results/digits/knn/split{split}"
+        train_n = len(load_npz(tiny_run / f"results/digits/splits/split{split}.npz")["train"])
+        assert table[(table.split == split) & (table.eval_set == "train")].n.unique().tolist() == [train_n]
+        for attack in ("fgsm", "pgd"):
+            adv = load_npz(knn_dir / f"adversarial/{attack}.npz")
+            rows = table[(table.split == split) & (table.attack == attack)]
+            assert rows.n.unique().tolist() == [len(adv["x"])] == [int(adv["n_kept"])]
+            assert int(adv["n_tried"]) <= 60
+    slopes = pd.read_csv(tiny_run / "results/tables/knn_slopes.csv")
+    assert sorted(slopes.j.unique()) == [1, 3]
+    # A_5 = 0 on both sets: S_3 = A_3 / A_5 is infinite (or 0/0, undefined), never a crash
+    s3 = slopes[(slopes.j == 3) & slopes.eval_set.isin(["adversarial", "fail_subset"])]
+    assert len(s3) == 2 * 3
+    assert (s3.is_infinite | s3.is_undefined).all()
+    tests = pd.read_csv(tiny_run / "results/tables/knn_slope_tests.csv", keep_default_na=False)
+    assert set(tests.test) == {"welch", "paired"} and len(tests) == 2 * 2 * 2
+    assert (tests[tests.j == 3].note != "").all()
+    for figure in ("knn_train_test_vs_k", "knn_accuracy_vs_k", "knn_slope_pvalues"):
+        assert (tiny_run / f"results/figures/{figure}.png").stat().st_size > 10_000
 
 
 @pytest.mark.e2e

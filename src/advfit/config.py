@@ -140,10 +140,26 @@ def _semantic_problems(config: dict) -> list[str]:
         if attack["method"] == "pgd" and attack["eps_iter"] > attack["eps"]:
             problems.append(f"config key 'attacks.{name}.eps_iter': {attack['eps_iter']} "
                             f"is larger than eps ({attack['eps']})")
+    problems += _knn_problems(config)
     for name, regime in config["regimes"].items():
         if "momentum" in regime and regime["optimizer"] != "sgd":
             problems.append(f"config key 'regimes.{name}.momentum': only the sgd optimizer "
                             f"takes a momentum, this regime uses {regime['optimizer']}")
+    return problems
+
+
+def _knn_problems(config: dict) -> list[str]:
+    spec = config.get("knn")
+    if not spec:
+        return []
+    problems = []
+    if spec["regime"] not in config["regimes"]:
+        problems.append(f"config key 'knn.regime': unknown regime {spec['regime']!r}; "
+                        f"defined: {', '.join(config['regimes'])}")
+    for name in spec.get("attacks", []):
+        if name not in config["attacks"]:
+            problems.append(f"config key 'knn.attacks': unknown attack {name!r}; "
+                            f"defined: {', '.join(config['attacks'])}")
     return problems
 
 

@@ -66,3 +66,64 @@ def save_figure(fig, path) -> None:
     with atomic_path(path, suffix=suffix) as tmp:
         fig.savefig(tmp, dpi=150, bbox_inches="tight")
     plt.close(fig)
+
+
+def plot_knn_train_test_vs_k(table: pd.DataFrame):
+    """K-NN training and test accuracy against K (paper 000 Fig. 7)."""
+    data = table[table.eval_set.isin(["train", "test"])]
+    sns.set_theme(style="whitegrid", context="notebook")
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    sns.lineplot(data=data, x="k", y="accuracy", hue="eval_set", marker="o", errorbar="sd", ax=ax)
+    ax.set_xticks(sorted(data.k.unique()))
+    ax.set_xlabel("K (number of neighbours)")
+    ax.set_ylabel("accuracy (mean ± sd over splits)")
+    ax.legend(title="set")
+    ax.set_title("K-NN: fitting (train) and generalisation (test)")
+    return fig
+
+
+def plot_knn_accuracy_vs_k(table: pd.DataFrame):
+    """K-NN accuracy against K on the test set, fail subset and adversarial sets (Fig. 8)."""
+    data = table[table.eval_set != "train"]
+    data = data.assign(set=[set_label(s, a) for s, a in zip(data.eval_set, data.attack)])
+    sns.set_theme(style="whitegrid", context="notebook")
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    sns.lineplot(data=data, x="k", y="accuracy", hue="set", marker="o", errorbar="sd", ax=ax)
+    ax.set_xticks(sorted(data.k.unique()))
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("K (number of neighbours)")
+    ax.set_ylabel("accuracy (mean ± sd over splits)")
+    ax.set_title("K-NN accuracy; fail subset and AEs: 0 at K = Z")
+    ax.legend(title="set", bbox_to_anchor=(1.02, 1), loc="upper left")
+    return fig
+
+
+def plot_knn_slope_pvalues(tests: pd.DataFrame):
+    """p-values of the slope tests per j, log scale, 95 % and 99 % thresholds (Fig. 9)."""
+    sns.set_theme(style="whitegrid", context="notebook")
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    data = tests.assign(p_value=pd.to_numeric(tests.p_value, errors="coerce"))
+    palette = dict(zip(sorted(data.attack.unique()), sns.color_palette()))
+    styles = {"welch": ("o", "-"), "paired": ("s", "--")}
+    for (attack, test), group in data.groupby(["attack", "test"]):
+        group = group.dropna(subset=["p_value"]).sort_values("j")
+        if len(group):
+            marker, line = styles.get(test, ("^", ":"))
+            ax.plot(group.j, group.p_value, marker=marker, ls=line, color=palette[attack],
+                    label=f"{attack}, {test}")
+    ax.set_yscale("log")
+    for level, label in ((0.05, "p = 0.05 (95 %)"), (0.01, "p = 0.01 (99 %)")):
+        ax.axhline(level, color="grey", ls=":", lw=1)
+        ax.text(1.0, level, f" {label}", transform=ax.get_yaxis_transform(), va="center",
+                fontsize=8)
+    ax.set_xticks(sorted(data.j.unique()))
+    undefined = int(data.p_value.isna().sum())
+    if undefined:
+        ax.text(0.01, 0.02, f"{undefined} of {len(data)} tests undefined (infinite slopes; "
+                "see knn_slope_tests.csv)", transform=ax.transAxes, fontsize=8)
+    ax.set_xlabel("j (slope S_j = A_j / A_{j+2})")
+    ax.set_ylabel("p-value (log scale)")
+    ax.set_title("Adversarial vs fail-subset slopes: Welch (solid), paired (dashed)")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(bbox_to_anchor=(1.25, 1), loc="upper left", fontsize=8)
+    return fig

@@ -30,7 +30,13 @@ REGIMES = list(config["regimes"])
 SPLITS = [str(i) for i in range(config["splits"]["n_splits"])]
 ATTACKS = list(config["attacks"])
 
+KNN_SPEC = config.get("knn") or {}
+KNN_ATTACKS = list(KNN_SPEC.get("attacks", ATTACKS)) if KNN_SPEC else []
+
 RUN = "results/{dataset}/{model}/{regime}/split{split}"
+KNN = "results/{dataset}/knn/split{split}"
+KNN_LOG = "results/logs/{dataset}/knn/split{split}"
+KNN_BENCH = "results/benchmarks/{dataset}/knn/split{split}"
 RUN_LOG = "results/logs/{dataset}/{model}/{regime}/split{split}"
 RUN_BENCH = "results/benchmarks/{dataset}/{model}/{regime}/split{split}"
 ENV = "../../envs/advfit.yaml"
@@ -87,8 +93,26 @@ def adversarial_keys():
     return [{**key, "attack": attack} for key in run_keys() for attack in ATTACKS]
 
 
-def final_outputs():
+def knn_cnn_run(name):
+    """A file of the CNN run whose best snapshot crafts the K-NN's AEs."""
+    return f"results/{{dataset}}/{MODEL}/{KNN_SPEC.get('regime')}/split{{split}}/{name}"
+
+
+def knn_outputs():
+    if not KNN_SPEC:
+        return []
     return [
+        "results/tables/knn_accuracy.csv",
+        "results/tables/knn_slopes.csv",
+        "results/tables/knn_slope_tests.csv",
+        "results/figures/knn_train_test_vs_k.png",
+        "results/figures/knn_accuracy_vs_k.png",
+        "results/figures/knn_slope_pvalues.png",
+    ]
+
+
+def final_outputs():
+    return knn_outputs() + [
         "results/tables/accuracy.csv",
         "results/tables/accuracy_summary.csv",
         "results/tables/best_snapshots.csv",

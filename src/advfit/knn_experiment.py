@@ -1,0 +1,82 @@
+"""Experiment KNN (paper 000 §4.1): K-NN accuracy against K on every set.
+
+The K-NN of a split memorises the split's training samples, the very ones
+its CNN was trained on (with k-fold splits, train + validation would be the
+same for every split). Its adversarial sets
+are crafted with the CNN experiment's best snapshot of one regime on the same
+split (the attacks need gradients), from test samples the Z-NN classifies
+correctly, keeping only the AEs the Z-NN misclassifies.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from . import knn
+from .adversarial import choose_sources
+from .aggregate import NO_ATTACK
+from .attacks import run_attack
+
+log = logging.getLogger("advfit")
+
+
+def training_index(split: dict) -> np.ndarray:
+    return np.asarray(split["train"])
+
+
+class SplitKnn:
+    """The K-NN classifiers (K = 1, 3, ..., Z) of one split, sharing one neighbour index."""
+
+    def __init__(self, data, split: dict, z: int, algorithm: str = "brute",
+                 batch_size: int = knn.DEFAULT_BATCH_SIZE, n_jobs: int = 1):
+        self.ks = knn.odd_ks(z)
+        self.z = z
+        self.batch_size = batch_size
+        self.x_train, self.y_train = data.take(training_index(split))
+        self.index = knn.NeighbourIndex(self.x_train, algorithm, n_jobs)
+
+    def predict(self, x: np.ndarray) -> dict[int, np.ndarray]:
+        return knn.knn_predict_all_k(self.x_train, self.y_train, x, self.ks,
+                                     batch_size=self.batch_size, index=self.index)
+
+
+def craft_knn_adversarial_set(model, classifier: SplitKnn, x_test, y_test, test_index,
+                              predicted_test_z, method: str, params: dict, subset_size: int,
+                              seed: int) -> dict[str, np.ndarray]:
+    """AEs crafted on ``model`` from Z-NN-correct test samples, kept if the Z-NN errs."""
+    correct = knn.attack_sources(predicted_test_z, y_test)
+    sources = choose_sources(correct, subset_size, seed)
+    log.info("%s: attacking %d of %d test samples the %d-NN gets right", method, len(sources),
+             len(correct), classifier.z)
+    x_adv = run_attack(method, model, x_test[sources], y_test[sources], params)
+    predicted_z = classifier.predict(x_adv)[classifier.z]
+    kept = knn.filter_adversarial_set(x_adv, y_test[sources], test_index[sources], predicted_z)
+    log.info("%s: %d of %d AEs fool the %d-NN", method, int(kept["n_kept"]), len(sources),
+             classifier.z)
+    return {key: value for key, value in kept.items() if key != "keep"}
+
+
+def evaluate_knn_split(classifier: SplitKnn, data, split: dict, test_predictions,
+                       adversarial: dict[str, dict]):
+    """Tidy rows (k, eval_set, attack, n, n_correct, accuracy) and the fail subset."""
+    y_test = data.y[split["test"]]
+    rows = knn.accuracy_rows(classifier.predict(classifier.x_train), classifier.y_train, "train")
+    rows += knn.accuracy_rows(test_predictions, y_test, "test")
+    failed = knn.fail_subset(test_predictions[classifier.z], y_test)
+    rows += knn.accuracy_rows(test_predictions, y_test[failed], "fail_subset", positions=failed)
+    for name, adv in adversarial.items():
+        rows += knn.accuracy_rows(classifier.predict(adv["x"]), adv["y"], "adversarial", name)
+    return rows, np.asarray(split["test"])[failed]
+
+
+def predictions_to_arrays(predictions: dict[int, np.ndarray]) -> dict[str, np.ndarray]:
+    return {f"k{k}": labels for k, labels in predictions.items()}
+
+
+def arrays_to_predictions(arrays: dict[str, np.ndarray]) -> dict[int, np.ndarray]:
+    return {int(key[1:]): value for key, value in arrays.items() if key[0] == "k" and key[1:].isdigit()}
+
+
+__all__ = ["SplitKnn", "craft_knn_adversarial_set", "evaluate_knn_split", "NO_ATTACK"]

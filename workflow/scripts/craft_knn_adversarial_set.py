@@ -1,0 +1,35 @@
+from advfit.jobs import job_log
+
+with job_log(snakemake.log[0]) as log:
+    from pathlib import Path
+
+    from advfit import runtime
+    from advfit.seeds import job_seed
+
+    w = snakemake.wildcards
+    seed = job_seed(snakemake.params.seed, w.dataset, "knn", w.split, w.attack)
+    device = runtime.configure(snakemake.threads, seed=seed)
+
+    from advfit.datasets import PooledData
+    from advfit.io import load_json, load_npz, meta_to_array, save_npz, versions
+    from advfit.knn_experiment import SplitKnn, arrays_to_predictions, craft_knn_adversarial_set
+    from advfit.models import build_model
+
+    spec = snakemake.params.knn
+    data = PooledData(load_npz(snakemake.input.data))
+    split = load_npz(snakemake.input.split)
+    test_predictions = arrays_to_predictions(load_npz(snakemake.input.test_predictions))
+    best = load_json(snakemake.input.best)
+    model = build_model(snakemake.params.model, data.x.shape[1:], data.n_classes)
+    model.load_weights(Path(snakemake.input.snapshots) / best["snapshot"])
+    classifier = SplitKnn(data, split, spec["z"], spec["algorithm"], spec["batch_size"])
+    attack = dict(snakemake.params.attack)
+    method = attack.pop("method")
+    x_test, y_test = data.take(split["test"])
+    arrays = craft_knn_adversarial_set(model, classifier, x_test, y_test, split["test"],
+                                       test_predictions[spec["z"]], method, attack,
+                                       snakemake.params.subset_size, seed)
+    meta = {"attack": w.attack, "method": method, "params": attack, "cnn_regime": spec["regime"],
+            "cnn_best_epoch": best["best_epoch"], "z": spec["z"], "seed": seed,
+            "device": device, "versions": versions()}
+    save_npz(snakemake.output[0], **arrays, meta=meta_to_array(meta))
