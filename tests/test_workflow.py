@@ -145,6 +145,17 @@ def test_knn_experiment_invariants(tiny_run):
 
 
 @pytest.mark.e2e
+def test_html_report_holds_every_figure(tiny_run):
+    done = snakemake(tiny_run, "--report", "results/report.html")
+    assert done.returncode == 0, done.stderr[-3000:]
+    html = (tiny_run / "results/report.html").read_text(errors="replace")
+    figures = sorted(p.name for p in (tiny_run / "results/figures").glob("*.png"))
+    assert len(figures) == 7
+    for name in figures:
+        assert name in html, name
+
+
+@pytest.mark.e2e
 def test_rerun_has_nothing_to_do_and_one_attack_change_reruns_only_it(tiny_run):
     again = snakemake(tiny_run, "--dry-run")
     assert again.returncode == 0, again.stderr

@@ -41,3 +41,46 @@ def summarise_distances(per_ae: pd.DataFrame) -> pd.DataFrame:
     stats.columns = [f"{norm}_{stat}" for norm, stat in stats.columns]
     counts = per_ae.groupby(keys).size().rename("n")
     return pd.concat([counts, stats], axis=1).reset_index()
+
+
+def delta_table(table: pd.DataFrame, best: pd.DataFrame) -> pd.DataFrame:
+    """Per split: ACC(E) - ACC(M) of every evaluation set, E the last epoch, M the best.
+
+    How much accuracy each set gains (or loses) from the best snapshot to the
+    end of training (paper 000 Figs. 12, 15).
+    """
+    keys = ["dataset", "model", "regime", "split"]
+    last = table.groupby(keys)["epoch"].transform("max")
+    merged = table.merge(best[keys + ["best_epoch"]], on=keys)
+    at_last = table[table.epoch == last].set_index(keys + ["eval_set", "attack"])["accuracy"]
+    at_best = merged[merged.epoch == merged.best_epoch].set_index(
+        keys + ["eval_set", "attack"])["accuracy"]
+    out = pd.DataFrame({"accuracy_last": at_last, "accuracy_best": at_best}).reset_index()
+    out["delta"] = out.accuracy_last - out.accuracy_best
+    return out
+
+
+def delta_tests(deltas: pd.DataFrame) -> pd.DataFrame:
+    """Welch's t-test of the test set's deltas against each adversarial set's, per regime."""
+    from scipy import stats
+
+    rows = []
+    for (dataset, model, regime), group in deltas.groupby(["dataset", "model", "regime"]):
+        test = group[group.eval_set == "test"].delta.dropna().to_numpy()
+        for attack, adv in group[group.eval_set == "adversarial"].groupby("attack"):
+            other = adv.delta.dropna().to_numpy()
+            note = ""
+            if min(len(test), len(other)) < 2:
+                statistic = p_value = float("nan")
+                note = "fewer than 2 splits"
+            elif test.var() == 0 and other.var() == 0:
+                statistic = p_value = float("nan")
+                note = "zero variance in both samples"
+            else:
+                statistic, p_value = stats.ttest_ind(other, test, equal_var=False)
+            rows.append({"dataset": dataset, "model": model, "regime": regime, "attack": attack,
+                         "test": "welch", "n_test": len(test), "n_adversarial": len(other),
+                         "mean_delta_test": test.mean() if len(test) else float("nan"),
+                         "mean_delta_adversarial": other.mean() if len(other) else float("nan"),
+                         "statistic": float(statistic), "p_value": float(p_value), "note": note})
+    return pd.DataFrame(rows)

@@ -127,3 +127,32 @@ def plot_knn_slope_pvalues(tests: pd.DataFrame):
     if ax.get_legend_handles_labels()[0]:
         ax.legend(bbox_to_anchor=(1.25, 1), loc="upper left", fontsize=8)
     return fig
+
+
+def plot_delta_boxes(deltas: pd.DataFrame, tests: pd.DataFrame):
+    """ACC(E) - ACC(M) per split for every set, as box plots per regime (paper 000 Figs. 12, 15)."""
+    data = deltas.assign(set=[set_label(s, a) for s, a in zip(deltas.eval_set, deltas.attack)])
+    sns.set_theme(style="whitegrid", context="notebook")
+    grid = sns.catplot(data=data, x="set", y="delta", col="regime", kind="box", height=4,
+                       aspect=1.3, color="lightsteelblue")
+    grid.map_dataframe(sns.stripplot, x="set", y="delta", color="black", size=3)
+    for regime, ax in grid.axes_dict.items():
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.tick_params(axis="x", rotation=30)
+        lines = [f"{r.attack}: p = {r.p_value:.2g}" for r in tests[tests.regime == regime].itertuples()
+                 if r.p_value == r.p_value]
+        if lines:
+            ax.text(0.02, 0.98, "Welch vs test\n" + "\n".join(lines), transform=ax.transAxes,
+                    va="top", fontsize=8)
+    grid.set_axis_labels("evaluation set", "ACC(last epoch) − ACC(best epoch)")
+    return grid.figure
+
+
+def plot_l2_distribution(per_ae: pd.DataFrame):
+    """Distribution of the per-AE L2 distances, per attack and regime (paper 000 Fig. 13)."""
+    convention = per_ae.l2_convention.iloc[0] if len(per_ae) else "channels"
+    sns.set_theme(style="whitegrid", context="notebook")
+    grid = sns.displot(data=per_ae, x="l2", hue="attack", col="regime", kind="hist",
+                       element="step", stat="density", common_norm=False, height=4, aspect=1.2)
+    grid.set_axis_labels(f"L2 distance to the original ({convention} convention)", "density")
+    return grid.figure

@@ -68,3 +68,57 @@ rule plot_asr:
         ENV
     script:
         "../scripts/plot_asr.py"
+
+
+rule analyse_deltas:
+    input:
+        accuracy="results/tables/accuracy.csv",
+        best="results/tables/best_snapshots.csv",
+    output:
+        deltas="results/tables/delta_accuracy.csv",
+        tests=report(
+            "results/tables/delta_tests.csv",
+            caption="../report/delta_tests.rst",
+            category="CNN experiment",
+        ),
+    log:
+        "results/logs/analyse_deltas.log",
+    conda:
+        ENV
+    script:
+        "../scripts/analyse_deltas.py"
+
+
+rule plot_deltas:
+    input:
+        deltas="results/tables/delta_accuracy.csv",
+        tests="results/tables/delta_tests.csv",
+    output:
+        report(
+            "results/figures/delta_accuracy.png",
+            caption="../report/delta_accuracy.rst",
+            category="CNN experiment",
+        ),
+    log:
+        "results/logs/plot_deltas.log",
+    conda:
+        ENV
+    script:
+        "../scripts/plot_deltas.py"
+
+
+rule plot_distances:
+    input:
+        distances="results/tables/distances.csv",
+    output:
+        report(
+            "results/figures/l2_distribution.png",
+            caption="../report/l2_distribution.rst",
+            category="CNN experiment",
+        ),
+    log:
+        "results/logs/plot_distances.log",
+    conda:
+        ENV
+    script:
+        "../scripts/plot_distances.py"

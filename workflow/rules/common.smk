@@ -121,4 +121,8 @@ def final_outputs():
         "results/tables/distances_summary.csv",
         "results/figures/accuracy_vs_epoch.png",
         "results/figures/asr_vs_epoch.png",
+        "results/tables/delta_accuracy.csv",
+        "results/tables/delta_tests.csv",
+        "results/figures/delta_accuracy.png",
+        "results/figures/l2_distribution.png",
     ]

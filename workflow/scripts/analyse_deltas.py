@@ -1,0 +1,15 @@
+from advfit.jobs import job_log
+
+with job_log(snakemake.log[0]) as log:
+    import pandas as pd
+
+    from advfit.aggregate import delta_table, delta_tests
+    from advfit.io import save_csv
+
+    table = pd.read_csv(snakemake.input.accuracy, keep_default_na=False)
+    best = pd.read_csv(snakemake.input.best)
+    deltas = delta_table(table, best)
+    tests = delta_tests(deltas)
+    log.info("%d deltas, %d tests", len(deltas), len(tests))
+    save_csv(snakemake.output.deltas, deltas)
+    save_csv(snakemake.output.tests, tests)
