@@ -20,6 +20,7 @@ include: "workflow/rules/attacks.smk"
 include: "workflow/rules/evaluation.smk"
 include: "workflow/rules/aggregation.smk"
 include: "workflow/rules/knn.smk"
+include: "workflow/rules/metrics.smk"
 
 
 rule all:

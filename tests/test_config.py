@@ -171,3 +171,49 @@ def test_bad_knn_sections_are_rejected(default_config, knn, message):
     with pytest.raises(ConfigError) as error:
         validate_config(default_config)
     assert message in str(error.value)
+
+
+def test_schema_file_is_in_sync_with_the_registries():
+    import yaml
+
+    from advfit.config import SCHEMA_PATH
+    from advfit.registry_schema import attack_defs, metric_defs
+
+    schema = yaml.safe_load(SCHEMA_PATH.read_text())
+    assert schema["$defs"]["attack"] == attack_defs()
+    assert schema["$defs"]["robustness_metric_set"] == metric_defs()
+
+
+@pytest.mark.parametrize("spec,message", [
+    ({"method": "cw_l2", "confidence": -1}, "'attacks.x.confidence'"),
+    ({"method": "deepfool", "max_iter": 0}, "'attacks.x.max_iter'"),
+    ({"method": "deepfool", "target": "random"}, "'attacks.x.target'"),
+    ({"method": "hopskipjump", "norm": 1}, "'attacks.x.norm'"),
+    ({"method": "bim", "eps": 0.1, "eps_iter": 0.2, "nb_iter": 3}, "'attacks.x.eps_iter'"),
+    ({"method": "fgsm", "eps": 0.1, "target": "all"}, "'attacks.x.target'"),
+])
+def test_attack_parameters_are_checked_per_method(default_config, spec, message):
+    default_config["attacks"]["x"] = spec
+    with pytest.raises(ConfigError) as error:
+        validate_config(default_config)
+    assert message in str(error.value)
+
+
+def test_every_attack_and_metric_with_defaults_is_accepted(default_config):
+    default_config["attacks"] = {"fgsm": {"eps": 0.1}, "cw_l2": {}, "deepfool": {},
+                                 "hopskipjump": {}, "fgsm_art": {"eps": 0.1},
+                                 "pgd_art": {"eps": 0.1, "eps_iter": 0.01, "nb_iter": 5},
+                                 "bim": {"eps": 0.1, "eps_iter": 0.01, "nb_iter": 5},
+                                 "fgsm_target": {"method": "fgsm", "eps": 0.1, "target": "next"}}
+    default_config["robustness_metrics"] = {"n_points": 10, "metrics": {
+        "clever_u": {}, "loss_sensitivity": {}, "empirical_robustness": {}}}
+    config = validate_config(default_config)
+    assert config["attacks"]["deepfool"]["max_iter"] == 100
+    assert config["attacks"]["fgsm"]["target"] == "none"
+    assert config["robustness_metrics"]["metrics"]["clever_u"]["norm"] == 2
+
+
+def test_metric_sample_larger_than_test_set_is_rejected(default_config):
+    default_config["robustness_metrics"] = {"n_points": 361, "metrics": {"loss_sensitivity": {}}}
+    with pytest.raises(ConfigError, match=r"'robustness_metrics.n_points': 361 is larger"):
+        validate_config(default_config)

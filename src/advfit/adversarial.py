@@ -33,25 +33,52 @@ def choose_sources(correct_index: np.ndarray, subset_size: int, seed: int) -> np
     return np.sort(rng.choice(correct_index, size=subset_size, replace=False))
 
 
+def target_labels(y: np.ndarray, n_classes: int, choice: str, seed: int) -> np.ndarray | None:
+    """Target classes of a targeted attack: ``next`` (y + 1 mod C) or ``random`` (any other)."""
+    if choice in (None, "none"):
+        return None
+    if choice == "next":
+        return (y + 1) % n_classes
+    if choice == "random":
+        shift = np.random.default_rng(seed).integers(1, n_classes, size=len(y))
+        return (y + shift) % n_classes
+    raise ValueError(f"unknown target choice {choice!r}; known: none, random, next")
+
+
+def attack_and_keep(model, x: np.ndarray, y: np.ndarray, method: str, params: dict, seed: int,
+                    batch_size: int = 1024):
+    """Run one attack; return the AEs, the best snapshot's predictions, the success
+    mask (misclassified, or for a targeted attack classified as its target) and
+    the targets (None when untargeted)."""
+    params = dict(params)
+    y_target = target_labels(y, int(model.output_shape[-1]), params.pop("target", "none"), seed)
+    x_adv = run_attack(method, model, x, y, params, y_target=y_target)
+    predicted = predict_labels(model, x_adv, batch_size)
+    success = predicted != y if y_target is None else predicted == y_target
+    return x_adv, predicted, success, y_target
+
+
 def craft_adversarial_set(model, x_test: np.ndarray, y_test: np.ndarray, test_index: np.ndarray,
                           method: str, params: dict, subset_size: int, seed: int,
-                          batch_size: int = 1024) -> dict[str, np.ndarray]:
+                          batch_size: int = 1024, source_seed: int | None = None
+                          ) -> dict[str, np.ndarray]:
     """Attack the best snapshot ``model``; return the arrays of the adversarial set.
 
     ``test_index`` holds the pooled-data index of each test sample, so that
-    every AE can be traced back to its original.
+    every AE can be traced back to its original. ``source_seed`` (default
+    ``seed``) draws the attacked samples: give every attack of a split x
+    regime the same one, so that attacks are compared on the same samples.
     """
     predicted = predict_labels(model, x_test, batch_size)
     correct = np.flatnonzero(predicted == y_test)
-    sources = choose_sources(correct, subset_size, seed)
+    sources = choose_sources(correct, subset_size, seed if source_seed is None else source_seed)
     log.info("%s: attacking %d of %d correctly classified test samples",
              method, len(sources), len(correct))
-    x_adv = run_attack(method, model, x_test[sources], y_test[sources], params)
-    adv_predicted = predict_labels(model, x_adv, batch_size)
-    fooled = adv_predicted != y_test[sources]
+    x_adv, adv_predicted, fooled, y_target = attack_and_keep(
+        model, x_test[sources], y_test[sources], method, params, seed, batch_size)
     log.info("%s: %d of %d AEs fool the best snapshot (success rate %.3f)",
              method, int(fooled.sum()), len(sources), fooled.mean() if len(sources) else 0.0)
-    return {
+    arrays = {
         "x": x_adv[fooled].astype(np.float32),
         "y": y_test[sources][fooled],
         "source_index": test_index[sources][fooled],
@@ -59,6 +86,9 @@ def craft_adversarial_set(model, x_test: np.ndarray, y_test: np.ndarray, test_in
         "n_tried": np.int64(len(sources)),
         "n_success": np.int64(fooled.sum()),
     }
+    if y_target is not None:
+        arrays["y_target"] = y_target[fooled]
+    return arrays
 
 
 def fail_subset_mask(predicted_at_best: np.ndarray, y_test: np.ndarray) -> np.ndarray:

@@ -137,10 +137,14 @@ def _semantic_problems(config: dict) -> list[str]:
             f"config key 'splits.n_splits': {splits['n_splits']} folds exceed the "
             f"~{per_class} samples per class of {config['dataset']['name']}")
     for name, attack in config["attacks"].items():
-        if attack["method"] == "pgd" and attack["eps_iter"] > attack["eps"]:
+        if "eps_iter" in attack and attack["eps_iter"] > attack["eps"]:
             problems.append(f"config key 'attacks.{name}.eps_iter': {attack['eps_iter']} "
                             f"is larger than eps ({attack['eps']})")
     problems += _knn_problems(config)
+    metrics = config.get("robustness_metrics")
+    if metrics and metrics["n_points"] > info.n_test:
+        problems.append(f"config key 'robustness_metrics.n_points': {metrics['n_points']} is "
+                        f"larger than the test set of {spec['name']} ({info.n_test} samples)")
     for name, regime in config["regimes"].items():
         if "momentum" in regime and regime["optimizer"] != "sgd":
             problems.append(f"config key 'regimes.{name}.momentum': only the sgd optimizer "

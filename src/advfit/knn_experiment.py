@@ -15,7 +15,7 @@ import logging
 import numpy as np
 
 from . import knn
-from .adversarial import choose_sources
+from .adversarial import choose_sources, target_labels
 from .aggregate import NO_ATTACK
 from .attacks import run_attack
 
@@ -44,13 +44,20 @@ class SplitKnn:
 
 def craft_knn_adversarial_set(model, classifier: SplitKnn, x_test, y_test, test_index,
                               predicted_test_z, method: str, params: dict, subset_size: int,
-                              seed: int) -> dict[str, np.ndarray]:
-    """AEs crafted on ``model`` from Z-NN-correct test samples, kept if the Z-NN errs."""
+                              seed: int, source_seed: int | None = None) -> dict[str, np.ndarray]:
+    """AEs crafted on ``model`` from Z-NN-correct test samples, kept if the Z-NN errs.
+
+    ``source_seed`` (default ``seed``) draws the attacked samples; the same
+    for every attack of a split, so that attacks are compared on one sample.
+    """
     correct = knn.attack_sources(predicted_test_z, y_test)
-    sources = choose_sources(correct, subset_size, seed)
+    sources = choose_sources(correct, subset_size, seed if source_seed is None else source_seed)
     log.info("%s: attacking %d of %d test samples the %d-NN gets right", method, len(sources),
              len(correct), classifier.z)
-    x_adv = run_attack(method, model, x_test[sources], y_test[sources], params)
+    params = dict(params)
+    y_target = target_labels(y_test[sources], int(model.output_shape[-1]),
+                             params.pop("target", "none"), seed)
+    x_adv = run_attack(method, model, x_test[sources], y_test[sources], params, y_target=y_target)
     predicted_z = classifier.predict(x_adv)[classifier.z]
     kept = knn.filter_adversarial_set(x_adv, y_test[sources], test_index[sources], predicted_z)
     log.info("%s: %d of %d AEs fool the %d-NN", method, int(kept["n_kept"]), len(sources),

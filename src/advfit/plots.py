@@ -156,3 +156,25 @@ def plot_l2_distribution(per_ae: pd.DataFrame):
                        element="step", stat="density", common_norm=False, height=4, aspect=1.2)
     grid.set_axis_labels(f"L2 distance to the original ({convention} convention)", "density")
     return grid.figure
+
+
+METRIC_LABELS = {
+    "clever_u": "CLEVER score (untargeted)",
+    "loss_sensitivity": "loss sensitivity (‖∇x loss‖₂)",
+    "empirical_robustness": "empirical robustness (‖δ‖ / ‖x‖, FGSM)",
+}
+
+
+def plot_robustness_metrics(table: pd.DataFrame):
+    """Each metric against epoch per regime: mean over splits of the per-split means ± sd
+    (paper 002 Figs. 5, 6, 9, 10)."""
+    sns.set_theme(style="whitegrid", context="notebook")
+    grid = sns.relplot(data=table, x="epoch", y="mean", hue="regime", col="metric", kind="line",
+                       errorbar="sd", marker="o", height=3.8, aspect=1.1,
+                       facet_kws={"sharey": False})
+    for metric, ax in grid.axes_dict.items():
+        ax.set_title(METRIC_LABELS.get(metric, metric), fontsize=10)
+        ax.set_ylabel("mean over test points")
+    _integer_epochs(grid)
+    grid.set_xlabels("epoch (snapshot)")
+    return grid.figure

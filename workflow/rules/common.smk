@@ -111,18 +111,31 @@ def knn_outputs():
     ]
 
 
-def final_outputs():
-    return knn_outputs() + [
-        "results/tables/accuracy.csv",
-        "results/tables/accuracy_summary.csv",
-        "results/tables/best_snapshots.csv",
-        "results/tables/adversarial_sets.csv",
-        "results/tables/distances.csv",
-        "results/tables/distances_summary.csv",
-        "results/figures/accuracy_vs_epoch.png",
-        "results/figures/asr_vs_epoch.png",
-        "results/tables/delta_accuracy.csv",
-        "results/tables/delta_tests.csv",
-        "results/figures/delta_accuracy.png",
-        "results/figures/l2_distribution.png",
+def metric_outputs():
+    if not config.get("robustness_metrics"):
+        return []
+    return [
+        "results/tables/robustness_metrics.csv",
+        "results/figures/robustness_metrics.png",
     ]
+
+
+def final_outputs():
+    return (
+        knn_outputs()
+        + metric_outputs()
+        + [
+            "results/tables/accuracy.csv",
+            "results/tables/accuracy_summary.csv",
+            "results/tables/best_snapshots.csv",
+            "results/tables/adversarial_sets.csv",
+            "results/tables/distances.csv",
+            "results/tables/distances_summary.csv",
+            "results/figures/accuracy_vs_epoch.png",
+            "results/figures/asr_vs_epoch.png",
+            "results/tables/delta_accuracy.csv",
+            "results/tables/delta_tests.csv",
+            "results/figures/delta_accuracy.png",
+            "results/figures/l2_distribution.png",
+        ]
+    )

@@ -23,10 +23,12 @@ with job_log(snakemake.log[0]) as log:
     spec = dict(snakemake.params.attack)
     method = spec.pop("method")
     x_test, y_test = data.take(test_index)
+    # The same test samples for every attack of this split x regime.
+    source_seed = job_seed(snakemake.params.seed, w.dataset, w.model, w.regime, w.split, "sources")
     arrays = craft_adversarial_set(model, x_test, y_test, test_index, method, spec,
-                                   snakemake.params.subset_size, seed)
+                                   snakemake.params.subset_size, seed, source_seed=source_seed)
     meta = {"attack": w.attack, "method": method, "params": spec,
             "best_epoch": best["best_epoch"], "subset_size": snakemake.params.subset_size,
-            "seed": seed, "device": device, "versions": versions()}
+            "seed": seed, "source_seed": source_seed, "device": device, "versions": versions()}
     save_npz(snakemake.output[0], **arrays, best_epoch=best["best_epoch"],
              meta=meta_to_array(meta))

@@ -28,7 +28,9 @@ with job_log(snakemake.log[0]) as log:
     x_test, y_test = data.take(split["test"])
     arrays = craft_knn_adversarial_set(model, classifier, x_test, y_test, split["test"],
                                        test_predictions[spec["z"]], method, attack,
-                                       snakemake.params.subset_size, seed)
+                                       snakemake.params.subset_size, seed,
+                                       source_seed=job_seed(snakemake.params.seed, w.dataset,
+                                                            "knn", w.split, "sources"))
     meta = {"attack": w.attack, "method": method, "params": attack, "cnn_regime": spec["regime"],
             "cnn_best_epoch": best["best_epoch"], "z": spec["z"], "seed": seed,
             "device": device, "versions": versions()}

@@ -1,0 +1,37 @@
+from advfit.jobs import job_log
+
+with job_log(snakemake.log[0]) as log:
+    from pathlib import Path
+
+    from advfit import runtime
+    from advfit.seeds import job_seed
+
+    w = snakemake.wildcards
+    # One sample of test points per dataset: the same points for every split
+    # sharing a test set, every regime and every snapshot.
+    seed = job_seed(snakemake.params.seed, w.dataset, "robustness_metrics")
+    device = runtime.configure(snakemake.threads, seed=seed)
+
+    import pandas as pd
+
+    from advfit.datasets import PooledData
+    from advfit.io import load_npz, save_csv
+    from advfit.models import build_model
+    from advfit.snapshot_metrics import metric_sample, metrics_by_epoch
+    from advfit.training import snapshot_name
+
+    spec = snakemake.params.spec
+    data = PooledData(load_npz(snakemake.input.data))
+    split = load_npz(snakemake.input.split)
+    points = metric_sample(split["test"], spec["n_points"], seed)
+    x, y = data.take(points)
+    snapshot_dir = Path(snakemake.input.snapshots)
+    epochs = sorted(int(p.name[6:9]) for p in snapshot_dir.glob("epoch_*.weights.h5"))
+    model = build_model(w.model, data.x.shape[1:], data.n_classes)
+    rows = metrics_by_epoch(model, {e: snapshot_dir / snapshot_name(e) for e in epochs}, x, y,
+                            spec["metrics"], seed)
+    table = pd.DataFrame(rows)
+    for i, (key, value) in enumerate([("dataset", w.dataset), ("model", w.model),
+                                      ("regime", w.regime), ("split", int(w.split))]):
+        table.insert(i, key, value)
+    save_csv(snakemake.output[0], table)
