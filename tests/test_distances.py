@@ -41,3 +41,9 @@ def test_bad_inputs_are_refused():
         perturbation_norms(x, x, "manhattan")
     with pytest.raises(ValueError, match="NHWC"):
         perturbation_norms(x, np.zeros((1, 2, 2, 3), np.float32))
+
+
+def test_an_empty_adversarial_set_has_empty_norms():
+    x = np.zeros((0, 8, 8, 1), np.float32)
+    norms = perturbation_norms(x, x)
+    assert all(len(v) == 0 for v in norms.values())

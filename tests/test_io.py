@@ -28,3 +28,17 @@ def test_object_arrays_are_not_unpickled(tmp_path):
     np.savez(tmp_path / "evil.npz", x=np.array([{"a": 1}], dtype=object))
     with pytest.raises(ValueError, match="allow_pickle"):
         load_npz(tmp_path / "evil.npz")
+
+
+def test_read_table_keeps_text_and_reads_empty_cells_as_nan(tmp_path):
+    import pandas as pd
+
+    from advfit.io import read_table, save_csv
+
+    frame = pd.DataFrame({"eval_set": ["test", "adversarial"], "attack": ["none", "fgsm"],
+                          "n": [10, 0], "accuracy": [0.5, float("nan")]})
+    save_csv(tmp_path / "t.csv", frame)
+    table = read_table(tmp_path / "t.csv")
+    assert table.attack.tolist() == ["none", "fgsm"]
+    assert table.accuracy.iloc[0] == 0.5 and np.isnan(table.accuracy.iloc[1])
+    assert table.n.dtype.kind == "i"

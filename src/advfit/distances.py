@@ -24,12 +24,12 @@ def perturbation_norms(x_adv: np.ndarray, x_orig: np.ndarray,
     if x_adv.shape != x_orig.shape or x_adv.ndim != 4:
         raise ValueError(f"need two NHWC arrays of one shape, got {x_adv.shape} and {x_orig.shape}")
     delta = x_adv.astype(np.float64) - x_orig.astype(np.float64)
-    flat = delta.reshape(len(delta), -1)
+    flat = delta.reshape(len(delta), int(np.prod(delta.shape[1:])))  # also for 0 AEs
     l2 = np.sqrt(np.sum(flat**2, axis=1))
     if l2_convention == "pixels":
         l2 = l2 / np.sqrt(delta.shape[-1])
     return {
         "l0": np.count_nonzero(np.any(delta != 0, axis=-1), axis=(1, 2)),
         "l2": l2,
-        "linf": np.max(np.abs(flat), axis=1) if flat.shape[1] else np.zeros(len(flat)),
+        "linf": np.abs(flat).max(axis=1, initial=0.0),
     }

@@ -93,3 +93,22 @@ def versions() -> dict[str, str]:
         with contextlib.suppress(md.PackageNotFoundError):
             found[dist] = md.version(dist)
     return found
+
+
+def read_table(path: str | os.PathLike):
+    """Read one of the workflow's CSV tables.
+
+    Text cells stay text (the attack name ``none`` is never read as missing);
+    a column whose non-empty cells are all numbers becomes numeric, with empty
+    cells (an accuracy over an empty set, an undefined p-value) as NaN.
+    """
+    import pandas as pd
+
+    table = pd.read_csv(path, keep_default_na=False)
+    for column in table.columns:
+        if not pd.api.types.is_numeric_dtype(table[column]):
+            cells = table[column].astype(object).replace("", None)
+            numbers = pd.to_numeric(cells, errors="coerce")
+            if numbers.notna().sum() == cells.notna().sum():
+                table[column] = numbers
+    return table

@@ -1,23 +1,51 @@
-"""Training one split x regime from scratch, with a snapshot after every epoch."""
+"""Training one split x regime, with a snapshot after every epoch, resumable.
+
+Epochs are driven one at a time, each with its own seed derived from the
+job's seed and the epoch number, so that epoch e shuffles the same way
+whether the process has run every epoch before it or has just resumed from
+epoch e - 1. After every epoch the weights go to ``epoch_NNN.weights.h5`` and
+everything else needed to continue bit-identically (the optimizer's
+variables, the model's random-generator states, the per-epoch seed base and
+the history so far) to ``epoch_NNN.state.npz`` beside it, both written
+atomically, the state last. A run started again with ``resume=True``
+continues after the highest epoch that has both files; only the latest state
+is kept, and every state file is removed once the last epoch is written.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import re
 from pathlib import Path
 
 import numpy as np
 
-from .io import atomic_path
+from .io import atomic_path, load_npz, save_npz
+from .seeds import job_seed
 
 log = logging.getLogger("advfit")
 
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
 HISTORY_COLUMNS = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy",
                    "test_loss", "test_accuracy"]
+STATE_FORMAT = 1
+_SNAPSHOT = re.compile(r"^epoch_(\d{3,})\.weights\.h5$")
+_STATE = re.compile(r"^epoch_(\d{3,})\.state\.npz$")
 
 
 def snapshot_name(epoch: int) -> str:
     return f"epoch_{epoch:03d}.weights.h5"
+
+
+def state_name(epoch: int) -> str:
+    return f"epoch_{epoch:03d}.state.npz"
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed set before (1-based) ``epoch``: depends on nothing else."""
+    return job_seed(seed, "epoch", epoch)
 
 
 def make_optimizer(regime: dict):
@@ -43,47 +71,185 @@ def compile_model(model, regime: dict) -> None:
     )
 
 
-def _snapshot_callback(snapshot_dir: Path, test: tuple[np.ndarray, np.ndarray], batch_size: int):
-    import keras
+def _fingerprint(regime: dict, seed: int, train, validation, test) -> str:
+    """What a saved state must match to be resumed from: the regime (any
+    number of epochs: a longer run continues a shorter one exactly), the seed
+    and the data. A changed config therefore restarts from scratch."""
+    digest = hashlib.sha256()
+    spec = {k: v for k, v in regime.items() if k != "epochs"}
+    digest.update(json.dumps({"regime": spec, "seed": int(seed)}, sort_keys=True).encode())
+    for x, y in (train, validation, test):
+        for array in (x, y):
+            array = np.ascontiguousarray(array)
+            digest.update(f"{array.dtype.str}{array.shape}".encode())
+            digest.update(array.data)
+    return digest.hexdigest()
 
-    class Snapshot(keras.callbacks.Callback):
-        """Save the weights and score the test set at the end of every epoch."""
 
-        def on_epoch_end(self, epoch, logs=None):
-            loss, accuracy = self.model.evaluate(*test, batch_size=batch_size, verbose=0)
-            logs["test_loss"], logs["test_accuracy"] = loss, accuracy
-            target = snapshot_dir / snapshot_name(epoch + 1)
-            with atomic_path(target, suffix=".weights.h5") as tmp:
-                self.model.save_weights(tmp)
-            log.info("epoch %d: %s", epoch + 1,
-                     ", ".join(f"{k}={v:.4f}" for k, v in sorted(logs.items())))
+def _extra_variables(model) -> list:
+    """Model variables that ``save_weights`` leaves out (random-generator states)."""
+    saved = {id(v) for v in model.weights}
+    return [v for v in model.variables if id(v) not in saved]
 
-    return Snapshot()
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _save_state(snapshot_dir: Path, epoch: int, model, base_seed: int, fingerprint: str,
+                history: list[dict]) -> None:
+    optimizer = model.optimizer.variables
+    extra = _extra_variables(model)
+    arrays = {f"optimizer_{i}": np.asarray(v.numpy()) for i, v in enumerate(optimizer)}
+    arrays.update({f"extra_{i}": np.asarray(v.numpy()) for i, v in enumerate(extra)})
+    meta = {
+        "format": STATE_FORMAT, "epoch": epoch, "base_seed": int(base_seed),
+        "fingerprint": fingerprint,
+        "weights_sha256": _file_sha256(snapshot_dir / snapshot_name(epoch)),
+        "optimizer": [v.path for v in optimizer], "extra": [v.path for v in extra],
+    }
+    table = np.array([[row[c] for c in HISTORY_COLUMNS] for row in history], dtype=np.float64)
+    save_npz(snapshot_dir / state_name(epoch), meta=np.array(json.dumps(meta)),
+             history=table.reshape(len(history), len(HISTORY_COLUMNS)), **arrays)
+
+
+def _epochs_present(snapshot_dir: Path, pattern: re.Pattern) -> list[int]:
+    if not snapshot_dir.is_dir():
+        return []
+    return sorted(int(m.group(1)) for p in snapshot_dir.iterdir() if (m := pattern.match(p.name)))
+
+
+def _load_state(snapshot_dir: Path, epoch: int, fingerprint: str) -> dict | None:
+    """The state after ``epoch`` if it is complete and belongs to this run, else None."""
+    path, weights = snapshot_dir / state_name(epoch), snapshot_dir / snapshot_name(epoch)
+    try:
+        state = load_npz(path)
+        meta = json.loads(str(state["meta"]))
+    except Exception as error:  # unreadable: treat as absent
+        log.warning("ignoring unreadable training state %s: %s", path, error)
+        return None
+    if meta.get("format") != STATE_FORMAT or meta.get("fingerprint") != fingerprint:
+        log.info("training state %s belongs to another regime, seed or data: starting afresh",
+                 path.name)
+        return None
+    if not weights.is_file() or _file_sha256(weights) != meta.get("weights_sha256"):
+        log.warning("snapshot %s does not match its training state: ignoring both", weights.name)
+        return None
+    return {**state, "meta": meta}
+
+
+def _restore(model, state: dict, snapshot_dir: Path, epoch: int) -> None:
+    optimizer = model.optimizer
+    optimizer.build(model.trainable_variables)  # before the weights: they carry its variables too
+    model.load_weights(snapshot_dir / snapshot_name(epoch))
+    meta = state["meta"]
+    # Variables are matched by position and shape: their paths carry Keras'
+    # per-process name counters (conv2d_3, adam_1, ...), which may differ.
+    for variables, kind in ((optimizer.variables, "optimizer"), (_extra_variables(model), "extra")):
+        saved = [state[f"{kind}_{i}"] for i in range(len(meta[kind]))]
+        if [tuple(v.shape) for v in variables] != [a.shape for a in saved]:
+            raise ValueError(f"the saved {kind} variables {meta[kind]} do not match this "
+                             f"model's {[v.path for v in variables]}")
+        for variable, value in zip(variables, saved):
+            variable.assign(value)
+
+
+def _clear(snapshot_dir: Path, after: int = 0) -> None:
+    """Remove snapshots and states of epochs after ``after`` (all with 0), and
+    the temporary files of writes that a kill interrupted."""
+    for stray in snapshot_dir.glob(".*.tmp*"):
+        stray.unlink(missing_ok=True)
+    for pattern in (_SNAPSHOT, _STATE):
+        for epoch in _epochs_present(snapshot_dir, pattern):
+            if epoch > after:
+                name = snapshot_name(epoch) if pattern is _SNAPSHOT else state_name(epoch)
+                (snapshot_dir / name).unlink(missing_ok=True)
+
+
+def find_resume_point(snapshot_dir: Path, fingerprint: str) -> tuple[int, dict | None]:
+    """The highest epoch whose snapshot and state are both complete, and its state."""
+    snapshots = set(_epochs_present(snapshot_dir, _SNAPSHOT))
+    for epoch in reversed(_epochs_present(snapshot_dir, _STATE)):
+        if epoch in snapshots and (state := _load_state(snapshot_dir, epoch, fingerprint)):
+            # Snapshots 1..epoch must all be there to be kept.
+            if all(e in snapshots for e in range(1, epoch + 1)):
+                return epoch, state
+    return 0, None
 
 
 def train_regime(model, regime: dict, train, validation, test, snapshot_dir: Path,
-                 eval_batch_size: int = 1024):
+                 eval_batch_size: int = 1024, *, seed: int | None = None, resume: bool = False,
+                 keep_state: bool = False, stop_after: int | None = None):
     """Train ``model`` for ``regime['epochs']`` epochs; return the history as a DataFrame.
 
-    ``train``, ``validation`` and ``test`` are ``(x, y)`` pairs. Shuffling is
-    driven by the global seed set in :func:`advfit.runtime.configure`.
+    ``train``, ``validation`` and ``test`` are ``(x, y)`` pairs; the test set
+    is scored after every epoch. Epoch e (1-based) runs after
+    ``keras.utils.set_random_seed(epoch_seed(seed, e))``; without ``seed``, one
+    is drawn from NumPy's global generator (seeded by
+    :func:`advfit.runtime.configure`). With ``resume``, training continues
+    after the highest epoch of ``snapshot_dir`` that has a complete snapshot
+    and a state saved with this regime (whatever its number of epochs), seed
+    and data; otherwise, or when there is none, it starts from the model as
+    given and removes any snapshot and state already there. State files are removed at
+    the end unless ``keep_state``. ``stop_after`` ends the call after that
+    epoch (the state is kept), as a kill would: for tests.
     """
+    import keras
     import pandas as pd
 
     snapshot_dir = Path(snapshot_dir)
     snapshot_dir.mkdir(parents=True, exist_ok=True)
+    epochs = int(regime["epochs"])
+    batch_size = int(regime["batch_size"])
+    base_seed = int(seed) if seed is not None else int(np.random.randint(0, 2**31 - 1))
+    fingerprint = _fingerprint(regime, base_seed, train, validation, test)
     compile_model(model, regime)
-    fit = model.fit(
-        *train,
-        validation_data=validation,
-        epochs=int(regime["epochs"]),
-        batch_size=int(regime["batch_size"]),
-        shuffle=True,
-        verbose=0,
-        callbacks=[_snapshot_callback(snapshot_dir, test, eval_batch_size)],
-    )
-    history = pd.DataFrame(fit.history).rename(
-        columns={"loss": "train_loss", "accuracy": "train_accuracy"}
-    )
-    history.insert(0, "epoch", np.arange(1, len(history) + 1))
-    return history[HISTORY_COLUMNS]
+
+    start, state, history = 0, None, []
+    if resume:
+        start, state = find_resume_point(snapshot_dir, fingerprint)
+    if state is not None:
+        # A state past the last epoch (the config asks for fewer epochs now)
+        # holds this run too: epoch e never depends on how many follow it.
+        start = min(start, epochs)
+        if start < epochs:
+            _restore(model, state, snapshot_dir, start)
+        else:
+            model.optimizer.build(model.trainable_variables)
+            model.load_weights(snapshot_dir / snapshot_name(start))
+        history = [dict(zip(HISTORY_COLUMNS, row)) for row in state["history"][:start].tolist()]
+        for row in history:
+            row["epoch"] = int(row["epoch"])
+        log.info("resuming after epoch %d of %d from %s", start, epochs, snapshot_dir)
+    _clear(snapshot_dir, after=start)
+
+    for epoch in range(start, epochs):
+        number = epoch + 1
+        keras.utils.set_random_seed(epoch_seed(base_seed, number))
+        fit = model.fit(*train, validation_data=validation, initial_epoch=epoch,
+                        epochs=number, batch_size=batch_size, shuffle=True, verbose=0)
+        logs = {key: float(values[-1]) for key, values in fit.history.items()}
+        test_loss, test_accuracy = model.evaluate(*test, batch_size=eval_batch_size, verbose=0)
+        row = {"epoch": number, "train_loss": logs["loss"], "train_accuracy": logs["accuracy"],
+               "val_loss": logs["val_loss"], "val_accuracy": logs["val_accuracy"],
+               "test_loss": float(test_loss), "test_accuracy": float(test_accuracy)}
+        history.append(row)
+        with atomic_path(snapshot_dir / snapshot_name(number), suffix=".weights.h5") as tmp:
+            model.save_weights(tmp)
+        _save_state(snapshot_dir, number, model, base_seed, fingerprint, history)
+        for old in _epochs_present(snapshot_dir, _STATE):  # only the latest state is needed
+            if old < number:
+                (snapshot_dir / state_name(old)).unlink(missing_ok=True)
+        log.info("epoch %d: %s", number,
+                 ", ".join(f"{k}={v:.4f}" for k, v in row.items() if k != "epoch"))
+        if stop_after is not None and number >= stop_after and number < epochs:
+            return pd.DataFrame(history, columns=HISTORY_COLUMNS)
+
+    if not keep_state:
+        for old in _epochs_present(snapshot_dir, _STATE):
+            (snapshot_dir / state_name(old)).unlink(missing_ok=True)
+    return pd.DataFrame(history, columns=HISTORY_COLUMNS)

@@ -4,9 +4,9 @@ with job_log(snakemake.log[0]) as log:
     import pandas as pd
 
     from advfit.aggregate import delta_table, delta_tests
-    from advfit.io import save_csv
+    from advfit.io import read_table, save_csv
 
-    table = pd.read_csv(snakemake.input.accuracy, keep_default_na=False)
+    table = read_table(snakemake.input.accuracy)
     best = pd.read_csv(snakemake.input.best)
     deltas = delta_table(table, best)
     tests = delta_tests(deltas)

@@ -4,9 +4,9 @@ with job_log(snakemake.log[0]) as log:
     import pandas as pd
 
     from advfit.aggregate import collect_accuracy, summarise_accuracy
-    from advfit.io import load_json, save_csv
+    from advfit.io import read_table, load_json, save_csv
 
-    table = collect_accuracy([pd.read_csv(p, keep_default_na=False) for p in snakemake.input.accuracy])
+    table = collect_accuracy([read_table(p) for p in snakemake.input.accuracy])
     log.info("%d accuracy rows", len(table))
     save_csv(snakemake.output.accuracy, table)
     save_csv(snakemake.output.summary, summarise_accuracy(table))

@@ -3,10 +3,10 @@ from advfit.jobs import job_log
 with job_log(snakemake.log[0]) as log:
     import pandas as pd
 
-    from advfit.io import save_csv
+    from advfit.io import read_table, save_csv
     from advfit.slopes import slope_analysis
 
-    table = pd.concat([pd.read_csv(p, keep_default_na=False) for p in snakemake.input],
+    table = pd.concat([read_table(p) for p in snakemake.input],
                       ignore_index=True)
     table = table.sort_values(["dataset", "split", "eval_set", "attack", "k"], kind="stable")
     slopes, tests = slope_analysis(table)

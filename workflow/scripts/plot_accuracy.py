@@ -3,8 +3,10 @@ from advfit.jobs import job_log
 with job_log(snakemake.log[0]) as log:
     import pandas as pd
 
+    from advfit.io import read_table
+
     from advfit.plots import plot_accuracy_vs_epoch, save_figure
 
-    table = pd.read_csv(snakemake.input.accuracy, keep_default_na=False)
+    table = read_table(snakemake.input.accuracy)
     best = pd.read_csv(snakemake.input.best)
     save_figure(plot_accuracy_vs_epoch(table, best), snakemake.output[0])

@@ -3,7 +3,9 @@ from advfit.jobs import job_log
 with job_log(snakemake.log[0]) as log:
     import pandas as pd
 
+    from advfit.io import read_table
+
     from advfit.plots import plot_asr_vs_epoch, save_figure
 
-    table = pd.read_csv(snakemake.input.accuracy, keep_default_na=False)
+    table = read_table(snakemake.input.accuracy)
     save_figure(plot_asr_vs_epoch(table), snakemake.output[0])

@@ -3,11 +3,13 @@ from advfit.jobs import job_log
 with job_log(snakemake.log[0]) as log:
     import pandas as pd
 
+    from advfit.io import read_table
+
     from advfit.plots import (plot_knn_accuracy_vs_k, plot_knn_slope_pvalues,
                               plot_knn_train_test_vs_k, save_figure)
 
-    table = pd.read_csv(snakemake.input.accuracy, keep_default_na=False)
-    tests = pd.read_csv(snakemake.input.tests, keep_default_na=False)
+    table = read_table(snakemake.input.accuracy)
+    tests = read_table(snakemake.input.tests)
     save_figure(plot_knn_train_test_vs_k(table), snakemake.output.train_test)
     save_figure(plot_knn_accuracy_vs_k(table), snakemake.output.sets)
     save_figure(plot_knn_slope_pvalues(tests), snakemake.output.pvalues)

@@ -20,13 +20,15 @@ with job_log(snakemake.log[0]) as log:
     split = load_npz(snakemake.input.split)
     model = build_model(w.model, data.x.shape[1:], data.n_classes)
     # Snapshots go to a staging folder renamed into place at the end: the
-    # declared folder exists only once every epoch is written.
+    # declared folder exists only once every epoch is written. Snakemake does
+    # not know the staging folder, so a killed job leaves it behind, with a
+    # training state after each epoch: the rerun continues from the last
+    # complete epoch, bit-identically (a changed regime or seed starts afresh).
     final = Path(snakemake.output.snapshots)
     staging = final.with_name(final.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
     history = train_regime(model, snakemake.params.regime,
                            data.take(split["train"]), data.take(split["validation"]),
-                           data.take(split["test"]), staging)
+                           data.take(split["test"]), staging, seed=seed, resume=True)
     shutil.rmtree(final, ignore_errors=True)
     staging.rename(final)
     save_json(snakemake.output.meta, {
