@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from advfit.io import array_to_meta, load_npz
+from advfit.io import array_to_meta, load_npz, read_table
 from conftest import run_snakemake
 
 ATTACKS = {
@@ -73,7 +73,7 @@ def test_minimal_attacks_are_smaller_than_fgsm(run):
 
 
 def test_accuracy_zero_at_best_epoch_for_every_attack(run):
-    table = pd.read_csv(run / "results/tables/accuracy.csv", keep_default_na=False)
+    table = read_table(run / "results/tables/accuracy.csv")
     best = pd.read_csv(run / "results/tables/best_snapshots.csv")
     for split, epoch in zip(best.split, best.best_epoch):
         rows = table[(table.split == split) & (table.epoch == epoch)

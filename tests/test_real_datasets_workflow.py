@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from advfit.io import load_npz
+from advfit.io import load_npz, read_table
 from conftest import SHARED_DATA, run_snakemake
 
 pytestmark = [
@@ -33,7 +33,7 @@ def _config(dataset: dict) -> dict:
 
 
 def _check_invariants(workdir, n_train, n_test):
-    table = pd.read_csv(workdir / "results/tables/accuracy.csv", keep_default_na=False)
+    table = read_table(workdir / "results/tables/accuracy.csv")
     best = pd.read_csv(workdir / "results/tables/best_snapshots.csv")
     assert len(table) == 2 * 3 * 5  # splits x epochs x (train, val, test, fail, fgsm)
     for split, epoch in zip(best.split, best.best_epoch):
