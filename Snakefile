@@ -27,3 +27,12 @@ rule all:
     default_target: True
     input:
         final_outputs(),
+
+
+# Model jobs run in a warm interpreter (src/advfit/warm.py); let it go at the end.
+onsuccess:
+    stop_warm_interpreters()
+
+
+onerror:
+    stop_warm_interpreters()

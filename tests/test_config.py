@@ -59,6 +59,11 @@ REJECTED = [
     ("splits.n_splits", 1000, "splits.n_splits"),
     ("best_snapshot", _DELETE, "best_snapshot"),
     ("regimes.normal.batch_size", _DELETE, "regimes.normal.batch_size"),
+    ("regimes.overfit.label_noise", -0.1, "regimes.overfit.label_noise"),
+    ("regimes.overfit.label_noise", 1.0, "regimes.overfit.label_noise"),
+    ("regimes.overfit.label_noise", 1, "regimes.overfit.label_noise"),
+    ("regimes.normal.label_noise", "0.3", "regimes.normal.label_noise"),
+    ("regimes.normal.label_noise", True, "regimes.normal.label_noise"),
 ]
 
 
@@ -118,6 +123,22 @@ def test_optional_sections_get_their_defaults(default_config):
     config = validate_config(default_config)
     assert config["evaluation"] == {"batch_size": 1024}
     assert config["distances"] == {"l2_convention": "channels"}
+
+
+def test_label_noise_is_optional_and_left_out_when_absent(default_config):
+    from pathlib import Path
+
+    import yaml
+
+    default_config["regimes"]["normal"].pop("label_noise", None)
+    default_config["regimes"]["overfit"]["label_noise"] = 0
+    config = validate_config(default_config)
+    assert "label_noise" not in config["regimes"]["normal"]  # no default: specs stay as written
+    assert config["regimes"]["overfit"]["label_noise"] == 0
+    # The papers' protocols train on the true labels: no shipped paper config uses the knob.
+    for path in sorted((Path(__file__).parents[1] / "configs").glob("*.yaml")):
+        regimes = yaml.safe_load(path.read_text())["regimes"]
+        assert not any("label_noise" in regime for regime in regimes.values()), path.name
 
 
 @pytest.mark.parametrize("dataset,named", [

@@ -41,3 +41,19 @@ def test_evaluate_split_invariants(trained_lenet, digits):
     assert len(fail_index) == test_errors
     assert set(fail_index) <= set(split["test"])
     assert table[(1, "train")]["n"] == 1000 and table[(1, "validation")]["n"] == 437
+
+
+def test_traced_forward_gives_predicts_logits_exactly_and_follows_loaded_weights(trained_lenet, digits):
+    from advfit.evaluation import predict_logits, traced_forward
+    from advfit.training import snapshot_name
+
+    model, _, snapshot_dir = trained_lenet
+    forward = traced_forward(model)
+    x = digits.x[:2100]  # three batches of 1024, the last one partial
+    for epoch in (1, 3):
+        model.load_weights(snapshot_dir / snapshot_name(epoch))
+        expected = model.predict(x, batch_size=1024, verbose=0)
+        assert np.array_equal(predict_logits(forward, x, 1024), expected)
+    model.load_weights(snapshot_dir / snapshot_name(1))
+    assert not np.array_equal(predict_logits(forward, x, 1024), expected)  # weights followed
+    assert predict_logits(forward, x[:0]).shape == (0, 10)

@@ -42,3 +42,19 @@ def test_read_table_keeps_text_and_reads_empty_cells_as_nan(tmp_path):
     assert table.attack.tolist() == ["none", "fgsm"]
     assert table.accuracy.iloc[0] == 0.5 and np.isnan(table.accuracy.iloc[1])
     assert table.n.dtype.kind == "i"
+
+
+def test_atomic_writes_get_the_permissions_of_a_plain_open(tmp_path):
+    import os
+
+    from advfit.io import save_json
+
+    old = os.umask(0o022)
+    try:
+        save_json(tmp_path / "a.json", {"x": 1})
+        os.umask(0o077)
+        save_json(tmp_path / "b.json", {"x": 1})
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644  # readable by collaborators
+    assert (tmp_path / "b.json").stat().st_mode & 0o777 == 0o600  # the umask still rules

@@ -62,3 +62,82 @@ def test_same_seed_gives_bit_identical_snapshots(digits, tmp_path):
         weights.append(model.get_weights())
     assert all(np.array_equal(a, b) for a, b in zip(weights[0], weights[1]))
     assert not all(np.array_equal(a, b) for a, b in zip(weights[0], weights[2]))
+
+
+# ---------------------------------------------------------------- label noise
+
+def test_noisy_labels_flips_exactly_the_rounded_fraction_each_to_another_class():
+    from advfit.training import noisy_labels
+
+    y = np.repeat(np.arange(10), 96)  # 960 labels
+    for fraction, expected in ((0.3, 288), (0.25, 240), (0.001, 1), (0.999, 959)):
+        noisy = noisy_labels(y, fraction, 10, seed=3)
+        flipped = noisy != y
+        assert flipped.sum() == expected == round(fraction * len(y))
+        assert noisy.dtype == y.dtype and noisy.shape == y.shape
+        assert noisy.min() >= 0 and noisy.max() <= 9
+    # every class is a possible replacement, never the true one
+    noisy = noisy_labels(y, 0.5, 10, seed=3)
+    assert set(np.unique(noisy[noisy != y])) == set(range(10))
+    y_odd = np.array([0, 1, 2, 3, 4, 5, 6])  # round(0.5 * 7) = 4 (round half to even)
+    assert (noisy_labels(y_odd, 0.5, 7, seed=1) != y_odd).sum() == 4
+    two = np.array([0, 1] * 50)
+    assert np.array_equal(noisy_labels(two, 0.999, 2, seed=0)[:99], 1 - two[:99])
+
+
+def test_noisy_labels_is_deterministic_and_pure():
+    from advfit.training import noisy_labels
+
+    y = np.random.default_rng(0).integers(0, 10, 500)
+    before = y.copy()
+    a, b = noisy_labels(y, 0.3, 10, seed=42), noisy_labels(y, 0.3, 10, seed=42)
+    assert np.array_equal(a, b) and np.array_equal(y, before)
+    assert not np.array_equal(a, noisy_labels(y, 0.3, 10, seed=43))
+    assert a is not y
+
+
+def test_noisy_labels_zero_is_unchanged_and_bad_fractions_are_refused():
+    from advfit.training import noisy_labels
+
+    y = np.arange(10)
+    same = noisy_labels(y, 0, 10, seed=1)
+    assert np.array_equal(same, y) and same is not y
+    assert np.array_equal(noisy_labels(y, 0.04, 10, seed=1), y)  # round(0.4) = 0 flips
+    for fraction in (-0.1, 1.0, 1.5):
+        with pytest.raises(ValueError, match="label_noise"):
+            noisy_labels(y, fraction, 10, seed=1)
+    with pytest.raises(ValueError, match="outside"):
+        noisy_labels(np.array([0, 12]), 0.5, 10, seed=1)
+
+
+def test_training_labels_record_rebuilds_the_same_labels():
+    from advfit.seeds import job_seed
+    from advfit.training import recorded_training_labels, training_labels
+
+    y = np.repeat(np.arange(10), 50)
+    regime = {"optimizer": "adam", "learning_rate": 0.01, "batch_size": 128, "epochs": 2}
+    clean, record = training_labels(y, regime, 10, seed=5)
+    assert np.array_equal(clean, y) and record["n_flipped"] == 0 and record["fraction"] == 0
+    assert np.array_equal(recorded_training_labels(y, record, 10), y)
+    assert np.array_equal(recorded_training_labels(y, None, 10), y)  # runs before the key
+    noisy, record = training_labels(y, {**regime, "label_noise": 0.3}, 10, seed=5)
+    assert record == {"fraction": 0.3, "seed": job_seed(5, "label_noise"), "n_flipped": 150,
+                      "n": 500}
+    assert np.array_equal(recorded_training_labels(y, record, 10), noisy)
+    other, _ = training_labels(y, {**regime, "label_noise": 0.3}, 10, seed=6)
+    assert not np.array_equal(other, noisy)  # per job: the job seed names the split and regime
+    with pytest.raises(ValueError, match="cannot be rebuilt"):
+        recorded_training_labels(y, {**record, "n_flipped": 149}, 10)
+
+
+def test_label_noise_is_part_of_the_resume_fingerprint():
+    from advfit.training import _fingerprint, noisy_labels
+
+    x = np.zeros((20, 8, 8, 1), np.float32)
+    y = np.arange(20) % 10
+    regime = {"optimizer": "adam", "learning_rate": 0.01, "batch_size": 8, "epochs": 2}
+    held = (x[:5], y[:5])
+    clean = _fingerprint(regime, 1, (x, y), held, held)
+    noisy_y = noisy_labels(y, 0.3, 10, seed=0)
+    assert _fingerprint({**regime, "label_noise": 0.3}, 1, (x, y), held, held) != clean
+    assert _fingerprint(regime, 1, (x, noisy_y), held, held) != clean

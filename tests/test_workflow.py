@@ -20,12 +20,13 @@ TINY = {
     "splits": {"method": "kfold", "n_splits": 2},
     "regimes": {
         "normal": {"optimizer": "sgd", "learning_rate": 0.05, "batch_size": 32, "epochs": 3},
-        "overfit": {"optimizer": "adam", "learning_rate": 0.01, "batch_size": 64, "epochs": 4},
+        "overfit": {"optimizer": "adam", "learning_rate": 0.01, "batch_size": 64, "epochs": 4,
+                    "label_noise": 0.25},
     },
     "best_snapshot": {"metric": "val_accuracy"},
     "attacks": {"fgsm": {"eps": 0.2}, "pgd": {"eps": 0.2, "eps_iter": 0.04, "nb_iter": 5}},
     "attack_subset_size": 60,
-    "knn": {"z": 5, "regime": "overfit", "algorithm": "kd_tree"},
+    "knn": {"z": 5, "regime": "normal", "algorithm": "kd_tree"},  # clean labels, as by default
 }
 
 
@@ -96,6 +97,39 @@ def test_sizes_match_the_artefacts_and_best_epoch_is_zero(tiny_run):
         assert sizes[("fail_subset", "none")] == test.n - test.n_correct
         history = pd.read_csv(run / "history.csv")
         assert history.val_accuracy.idxmax() + 1 == epoch
+
+
+@pytest.mark.e2e
+def test_label_noise_is_recorded_and_the_train_rows_use_the_trained_labels(tiny_run):
+    from advfit import runtime
+
+    runtime.configure(1)
+    from advfit.datasets import PooledData
+    from advfit.io import load_json
+    from advfit.models import build_model
+    from advfit.training import recorded_training_labels, snapshot_name
+
+    data = PooledData(load_npz(tiny_run / "results/digits/data.npz"))
+    table = read_table(tiny_run / "results/tables/accuracy.csv")
+    model = build_model("lenet5", data.x.shape[1:], data.n_classes)
+    for regime, split in _runs():
+        run = _run_dir(tiny_run, regime, split)
+        record = load_json(run / "training.json")["label_noise"]
+        index = load_npz(tiny_run / f"results/digits/splits/split{split}.npz")["train"]
+        fraction = TINY["regimes"][regime].get("label_noise", 0)
+        assert record["n"] == len(index) and record["fraction"] == fraction
+        assert record["n_flipped"] == round(fraction * len(index))
+        x, y = data.take(index)
+        labels = recorded_training_labels(y, record, data.n_classes)
+        assert (labels != y).sum() == record["n_flipped"]
+        epoch = TINY["regimes"][regime]["epochs"]
+        model.load_weights(run / "snapshots" / snapshot_name(epoch))
+        predicted = model.predict(x, verbose=0).argmax(axis=1)
+        row = table[(table.regime == regime) & (table.split == split) & (table.epoch == epoch)
+                    & (table.eval_set == "train")].iloc[0]
+        assert row.n_correct == (predicted == labels).sum()
+        if record["n_flipped"]:
+            assert row.n_correct != (predicted == y).sum()
 
 
 @pytest.mark.e2e

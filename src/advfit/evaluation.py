@@ -15,14 +15,36 @@ def correctness_by_epoch(model, snapshots: dict[int, Path], x: np.ndarray, y: np
     """Boolean 'classified correctly' vector of each snapshot on ``(x, y)``.
 
     All evaluation sets are scored in one pass per snapshot: the model and its
-    traced predict function are built once; only the weights change.
+    traced forward pass are built once; only the weights change.
     """
+    forward = traced_forward(model)
     out = {}
     for epoch in sorted(snapshots):
         model.load_weights(snapshots[epoch])
-        logits = model.predict(x, batch_size=batch_size, verbose=0)
-        out[epoch] = np.argmax(logits, axis=1) == y
+        out[epoch] = np.argmax(predict_logits(forward, x, batch_size), axis=1) == y
     return out
+
+
+def traced_forward(model):
+    """``model(x, training=False)`` traced once for any batch size.
+
+    ``model.predict`` builds a tf.data pipeline and a callback loop on every
+    call: on the default run's ~2000 samples per snapshot that costs as much
+    as the network itself (benchmarks/evaluation.py). The traced function
+    reads the model's variables, so it stays valid when weights are loaded.
+    """
+    import tensorflow as tf
+
+    spec = tf.TensorSpec([None, *model.input_shape[1:]], tf.float32)
+    return tf.function(lambda x: model(x, training=False), input_signature=[spec])
+
+
+def predict_logits(forward, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+    """Logits of ``x`` in batches of ``batch_size`` (the same batches as predict)."""
+    if len(x) == 0:  # convolutions refuse empty batches: shape (0, classes) from one image
+        return forward(np.zeros((1, *x.shape[1:]), np.float32)).numpy()[:0]
+    return np.concatenate([forward(x[i:i + batch_size]).numpy()
+                           for i in range(0, len(x), batch_size)])
 
 
 def accuracy_rows(correct: dict[int, np.ndarray], segments: dict[tuple[str, str], slice | np.ndarray]):
@@ -44,9 +66,13 @@ def accuracy_rows(correct: dict[int, np.ndarray], segments: dict[tuple[str, str]
 
 
 def evaluate_split(model_name: str, data, split: dict, snapshot_dir, best_epoch: int,
-                   adversarial: dict[str, dict], batch_size: int = 1024):
+                   adversarial: dict[str, dict], batch_size: int = 1024,
+                   train_labels: np.ndarray | None = None):
     """Score every snapshot of one split x regime on every evaluation set.
 
+    ``train_labels``, when given, replace the training split's true labels in
+    the ``train`` set (the labels the model was trained on, under a regime's
+    ``label_noise``); every other set is scored against its true labels.
     Returns the tidy rows and the fail subset (pooled indices of the test
     samples that the best snapshot misclassifies). The fail subset's rows are
     read off the test set's predictions, so it costs no extra inference.
@@ -61,7 +87,12 @@ def evaluate_split(model_name: str, data, split: dict, snapshot_dir, best_epoch:
     if best_epoch not in snapshots:
         raise FileNotFoundError(f"best snapshot {snapshot_name(best_epoch)} missing in {snapshot_dir}")
 
-    parts = [("train", NO_ATTACK, *data.take(split["train"])),
+    x_train, y_train = data.take(split["train"])
+    if train_labels is not None:
+        if len(train_labels) != len(y_train):
+            raise ValueError(f"{len(train_labels)} training labels for {len(y_train)} samples")
+        y_train = np.asarray(train_labels)
+    parts = [("train", NO_ATTACK, x_train, y_train),
              ("validation", NO_ATTACK, *data.take(split["validation"])),
              ("test", NO_ATTACK, *data.take(split["test"]))]
     parts += [("adversarial", name, adv["x"], adv["y"]) for name, adv in adversarial.items()]

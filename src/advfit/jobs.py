@@ -9,6 +9,8 @@ import sys
 import time
 from typing import Iterator
 
+from . import warm
+
 log = logging.getLogger("advfit")
 
 
@@ -28,9 +30,22 @@ def job_log(path: str) -> Iterator[logging.Logger]:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, force=True,
                         format="%(asctime)s %(levelname)s %(message)s")
     start = time.perf_counter()
+    _log_process()
     try:
         yield log
     except BaseException:
         log.exception("job failed")
         raise
     log.info("done in %.1f s", time.perf_counter() - start)
+    usage = warm.worker_usage()
+    if usage:
+        log.info(usage)
+
+
+def _log_process() -> None:
+    """Say where the job runs: a warm interpreter's child or its own process, and why."""
+    if warm.IN_WORKER:
+        log.info("running in a warm interpreter's child (pid %d): libraries already imported",
+                 os.getpid())
+    elif warm.FALLBACK_REASON:
+        log.warning("running in the job's own process: %s", warm.FALLBACK_REASON)

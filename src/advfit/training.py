@@ -48,6 +48,67 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return job_seed(seed, "epoch", epoch)
 
 
+def noisy_labels(y, fraction: float, n_classes: int, seed: int) -> np.ndarray:
+    """``y`` with exactly ``round(fraction * len(y))`` labels replaced by another class.
+
+    Symmetric label noise (Zhang et al. 2017; Arpit et al. 2017), the regime
+    key ``label_noise``: the flipped positions are a seeded sample without
+    replacement, and each flipped label becomes one of the other
+    ``n_classes - 1`` classes, uniformly. Pure: the same arguments always give
+    the same labels; ``fraction`` 0 returns an unchanged copy.
+    """
+    y = np.asarray(y)
+    fraction = float(fraction)
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"label_noise must be in [0, 1), got {fraction}")
+    out = y.copy()
+    n_flip = int(round(fraction * len(y)))
+    if n_flip == 0:
+        return out
+    if n_classes < 2:
+        raise ValueError("label noise needs at least 2 classes")
+    if y.min() < 0 or y.max() >= n_classes:
+        raise ValueError(f"labels outside 0..{n_classes - 1}")
+    rng = np.random.default_rng(int(seed))
+    where = np.sort(rng.choice(len(y), size=n_flip, replace=False))
+    shift = rng.integers(1, n_classes, size=n_flip)  # never 0: always another class
+    out[where] = ((y[where].astype(np.int64) + shift) % n_classes).astype(y.dtype)
+    return out
+
+
+def training_labels(y, regime: dict, n_classes: int, seed: int) -> tuple[np.ndarray, dict]:
+    """The labels ``regime`` trains on, and the record of how they were made.
+
+    ``y`` are the training split's true labels and ``seed`` the job's seed
+    (from the run's seed, dataset, model, regime and split). Without
+    ``label_noise`` (or with 0) the labels are ``y`` unchanged. The record
+    (``fraction``, ``seed``, ``n_flipped``, ``n``) goes to ``training.json``;
+    :func:`recorded_training_labels` rebuilds the same labels from it.
+    """
+    fraction = float(regime.get("label_noise", 0.0))
+    noise_seed = job_seed(seed, "label_noise")
+    labels = noisy_labels(y, fraction, n_classes, noise_seed)
+    record = {"fraction": fraction, "seed": noise_seed,
+              "n_flipped": int(np.count_nonzero(labels != np.asarray(y))), "n": int(len(labels))}
+    return labels, record
+
+
+def recorded_training_labels(y, record: dict | None, n_classes: int) -> np.ndarray:
+    """The training labels described by a ``training.json`` ``label_noise`` record.
+
+    ``None`` (a run without the record) means the true labels. Raises
+    ValueError when the rebuilt labels do not match the record.
+    """
+    y = np.asarray(y)
+    if not record or not record.get("fraction"):
+        return y
+    labels = noisy_labels(y, record["fraction"], n_classes, record["seed"])
+    if len(labels) != record["n"] or np.count_nonzero(labels != y) != record["n_flipped"]:
+        raise ValueError(f"the training labels cannot be rebuilt from {record}: "
+                         f"{len(labels)} labels, {np.count_nonzero(labels != y)} flipped")
+    return labels
+
+
 def make_optimizer(regime: dict):
     import keras
 

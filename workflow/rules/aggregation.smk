@@ -4,8 +4,16 @@ rule collect_accuracy:
         best=per_run(f"{RUN}/best_snapshot.json"),
     output:
         accuracy="results/tables/accuracy.csv",
-        summary="results/tables/accuracy_summary.csv",
-        best="results/tables/best_snapshots.csv",
+        summary=report(
+            "results/tables/accuracy_summary.csv",
+            caption="../report/accuracy_summary.rst",
+            category="CNN experiment",
+        ),
+        best=report(
+            "results/tables/best_snapshots.csv",
+            caption="../report/best_snapshots.rst",
+            category="CNN experiment",
+        ),
     log:
         "results/logs/collect_accuracy.log",
     conda:
@@ -21,9 +29,17 @@ rule tabulate_adversarial_sets:
         data=f"results/{DATASET}/data.npz",
         adversarial=adversarial_sets(),
     output:
-        sets="results/tables/adversarial_sets.csv",
+        sets=report(
+            "results/tables/adversarial_sets.csv",
+            caption="../report/adversarial_sets.rst",
+            category="CNN experiment",
+        ),
         distances="results/tables/distances.csv",
-        summary="results/tables/distances_summary.csv",
+        summary=report(
+            "results/tables/distances_summary.csv",
+            caption="../report/distances_summary.rst",
+            category="CNN experiment",
+        ),
     log:
         "results/logs/tabulate_adversarial_sets.log",
     conda:
@@ -40,11 +56,12 @@ rule plot_accuracy:
         accuracy="results/tables/accuracy.csv",
         best="results/tables/best_snapshots.csv",
     output:
-        report(
+        png=report(
             "results/figures/accuracy_vs_epoch.png",
             caption="../report/accuracy_vs_epoch.rst",
             category="CNN experiment",
         ),
+        svg="results/figures/accuracy_vs_epoch.svg",
     log:
         "results/logs/plot_accuracy.log",
     conda:
@@ -56,12 +73,14 @@ rule plot_accuracy:
 rule plot_asr:
     input:
         accuracy="results/tables/accuracy.csv",
+        best="results/tables/best_snapshots.csv",
     output:
-        report(
+        png=report(
             "results/figures/asr_vs_epoch.png",
             caption="../report/asr_vs_epoch.rst",
             category="CNN experiment",
         ),
+        svg="results/figures/asr_vs_epoch.svg",
     log:
         "results/logs/plot_asr.log",
     conda:
@@ -75,7 +94,11 @@ rule analyse_deltas:
         accuracy="results/tables/accuracy.csv",
         best="results/tables/best_snapshots.csv",
     output:
-        deltas="results/tables/delta_accuracy.csv",
+        deltas=report(
+            "results/tables/delta_accuracy.csv",
+            caption="../report/delta_accuracy_table.rst",
+            category="CNN experiment",
+        ),
         tests=report(
             "results/tables/delta_tests.csv",
             caption="../report/delta_tests.rst",
@@ -94,11 +117,12 @@ rule plot_deltas:
         deltas="results/tables/delta_accuracy.csv",
         tests="results/tables/delta_tests.csv",
     output:
-        report(
+        png=report(
             "results/figures/delta_accuracy.png",
             caption="../report/delta_accuracy.rst",
             category="CNN experiment",
         ),
+        svg="results/figures/delta_accuracy.svg",
     log:
         "results/logs/plot_deltas.log",
     conda:
@@ -111,11 +135,12 @@ rule plot_distances:
     input:
         distances="results/tables/distances.csv",
     output:
-        report(
+        png=report(
             "results/figures/l2_distribution.png",
             caption="../report/l2_distribution.rst",
             category="CNN experiment",
         ),
+        svg="results/figures/l2_distribution.svg",
     log:
         "results/logs/plot_distances.log",
     conda:

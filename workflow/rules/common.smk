@@ -50,6 +50,13 @@ wildcard_constraints:
     attack="[a-z][a-z0-9_]*",
 
 
+def stop_warm_interpreters():
+    """Ask this directory's warm interpreters to exit (else they idle out)."""
+    from advfit.warm import stop_servers
+
+    stop_servers()
+
+
 def dataset_source_input():
     """A local copy given in the config is an input: replacing it reruns everything."""
     path = config["dataset"].get("path")
@@ -98,6 +105,11 @@ def knn_cnn_run(name):
     return f"results/{{dataset}}/{MODEL}/{KNN_SPEC.get('regime')}/split{{split}}/{name}"
 
 
+def figures(*names):
+    """Every figure is written twice: PNG (shown in the report) and SVG."""
+    return [f"results/figures/{name}.{ext}" for name in names for ext in ("png", "svg")]
+
+
 def knn_outputs():
     if not KNN_SPEC:
         return []
@@ -105,19 +117,13 @@ def knn_outputs():
         "results/tables/knn_accuracy.csv",
         "results/tables/knn_slopes.csv",
         "results/tables/knn_slope_tests.csv",
-        "results/figures/knn_train_test_vs_k.png",
-        "results/figures/knn_accuracy_vs_k.png",
-        "results/figures/knn_slope_pvalues.png",
-    ]
+    ] + figures("knn_train_test_vs_k", "knn_accuracy_vs_k", "knn_slope_pvalues")
 
 
 def metric_outputs():
     if not config.get("robustness_metrics"):
         return []
-    return [
-        "results/tables/robustness_metrics.csv",
-        "results/figures/robustness_metrics.png",
-    ]
+    return ["results/tables/robustness_metrics.csv"] + figures("robustness_metrics")
 
 
 def final_outputs():
@@ -131,11 +137,10 @@ def final_outputs():
             "results/tables/adversarial_sets.csv",
             "results/tables/distances.csv",
             "results/tables/distances_summary.csv",
-            "results/figures/accuracy_vs_epoch.png",
-            "results/figures/asr_vs_epoch.png",
             "results/tables/delta_accuracy.csv",
             "results/tables/delta_tests.csv",
-            "results/figures/delta_accuracy.png",
-            "results/figures/l2_distribution.png",
         ]
+        + figures(
+            "accuracy_vs_epoch", "asr_vs_epoch", "delta_accuracy", "l2_distribution"
+        )
     )

@@ -81,9 +81,17 @@ rule collect_knn_accuracy:
     input:
         expand(f"{KNN}/accuracy.csv", dataset=DATASET, split=SPLITS),
     output:
-        accuracy="results/tables/knn_accuracy.csv",
+        accuracy=report(
+            "results/tables/knn_accuracy.csv",
+            caption="../report/knn_accuracy.rst",
+            category="KNN experiment",
+        ),
         slopes="results/tables/knn_slopes.csv",
-        tests="results/tables/knn_slope_tests.csv",
+        tests=report(
+            "results/tables/knn_slope_tests.csv",
+            caption="../report/knn_slope_tests.rst",
+            category="KNN experiment",
+        ),
     log:
         "results/logs/collect_knn_accuracy.log",
     conda:
@@ -102,16 +110,19 @@ rule plot_knn:
             caption="../report/knn_train_test_vs_k.rst",
             category="KNN experiment",
         ),
+        train_test_svg="results/figures/knn_train_test_vs_k.svg",
         sets=report(
             "results/figures/knn_accuracy_vs_k.png",
             caption="../report/knn_accuracy_vs_k.rst",
             category="KNN experiment",
         ),
+        sets_svg="results/figures/knn_accuracy_vs_k.svg",
         pvalues=report(
             "results/figures/knn_slope_pvalues.png",
             caption="../report/knn_slope_pvalues.rst",
             category="KNN experiment",
         ),
+        pvalues_svg="results/figures/knn_slope_pvalues.svg",
     log:
         "results/logs/plot_knn.log",
     conda:

@@ -36,6 +36,7 @@ rule collect_robustness_metrics:
             caption="../report/robustness_metrics.rst",
             category="Robustness metrics",
         ),
+        figure_svg="results/figures/robustness_metrics.svg",
     log:
         "results/logs/collect_robustness_metrics.log",
     conda:

@@ -9,4 +9,5 @@ with job_log(snakemake.log[0]) as log:
     table = pd.concat([pd.read_csv(p) for p in snakemake.input], ignore_index=True)
     table = table.sort_values(["dataset", "model", "regime", "split", "epoch", "metric"])
     save_csv(snakemake.output.table, table)
-    save_figure(plot_robustness_metrics(table), snakemake.output.figure)
+    save_figure(plot_robustness_metrics(table), snakemake.output.figure,
+                snakemake.output.figure_svg)

@@ -1,3 +1,9 @@
+# A model job: hand this script to the run's warm interpreter, which has
+# TensorFlow imported already (advfit.warm); it continues here otherwise.
+from advfit.warm import handoff
+
+handoff()
+
 from advfit.jobs import job_log
 
 with job_log(snakemake.log[0]) as log:

@@ -1,3 +1,9 @@
+# A model job: hand this script to the run's warm interpreter, which has
+# TensorFlow imported already (advfit.warm); it continues here otherwise.
+from advfit.warm import handoff
+
+handoff()
+
 from advfit.jobs import job_log
 
 with job_log(snakemake.log[0]) as log:
@@ -10,6 +16,7 @@ with job_log(snakemake.log[0]) as log:
     from advfit.datasets import PooledData
     from advfit.evaluation import evaluate_split
     from advfit.io import load_json, load_npz, meta_to_array, save_csv, save_npz
+    from advfit.training import recorded_training_labels
 
     w = snakemake.wildcards
     data = PooledData(load_npz(snakemake.input.data))
@@ -17,9 +24,14 @@ with job_log(snakemake.log[0]) as log:
     best = load_json(snakemake.input.best)
     adversarial = {name: load_npz(path)
                    for name, path in zip(snakemake.params.attacks, snakemake.input.adversarial)}
+    # The train set is scored against the labels the model was trained on
+    # (with the regime's label_noise, as recorded in training.json).
+    train_labels = recorded_training_labels(
+        data.take(split["train"])[1], load_json(snakemake.input.training).get("label_noise"),
+        data.n_classes)
     rows, fail_index = evaluate_split(
         w.model, data, split, snakemake.input.snapshots, best["best_epoch"], adversarial,
-        batch_size=snakemake.params.batch_size)
+        batch_size=snakemake.params.batch_size, train_labels=train_labels)
     table = pd.DataFrame(rows)
     for i, (key, value) in enumerate([("dataset", w.dataset), ("model", w.model),
                                       ("regime", w.regime), ("split", w.split)]):

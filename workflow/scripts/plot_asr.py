@@ -8,4 +8,5 @@ with job_log(snakemake.log[0]) as log:
     from advfit.plots import plot_asr_vs_epoch, save_figure
 
     table = read_table(snakemake.input.accuracy)
-    save_figure(plot_asr_vs_epoch(table), snakemake.output[0])
+    best = pd.read_csv(snakemake.input.best)
+    save_figure(plot_asr_vs_epoch(table, best), snakemake.output.png, snakemake.output.svg)

@@ -9,4 +9,4 @@ with job_log(snakemake.log[0]) as log:
 
     deltas = read_table(snakemake.input.deltas)
     tests = read_table(snakemake.input.tests)
-    save_figure(plot_delta_boxes(deltas, tests), snakemake.output[0])
+    save_figure(plot_delta_boxes(deltas, tests), snakemake.output.png, snakemake.output.svg)

@@ -5,4 +5,5 @@ with job_log(snakemake.log[0]) as log:
 
     from advfit.plots import plot_l2_distribution, save_figure
 
-    save_figure(plot_l2_distribution(pd.read_csv(snakemake.input.distances)), snakemake.output[0])
+    figure = plot_l2_distribution(pd.read_csv(snakemake.input.distances))
+    save_figure(figure, snakemake.output.png, snakemake.output.svg)

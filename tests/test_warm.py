@@ -1,0 +1,182 @@
+"""Warm interpreters (advfit.warm): jobs forked from a process with TensorFlow imported.
+
+Real servers, real forks, real signals: a script file stands in for a rule
+script (Snakemake runs ``python <script>``); its first lines call handoff().
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from advfit import warm
+
+SCRIPT_HEAD = "from advfit.warm import handoff\nhandoff()\n"
+
+
+def _env(**extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("ADVFIT_WARM", "SLURM_JOB_ID")}
+    env.update({"ADVFIT_WARM_IDLE": "120", "PYTHONUNBUFFERED": "1", **extra})
+    return env
+
+
+def _script(folder: Path, name: str, body: str) -> Path:
+    path = folder / f"{name}.py"
+    path.write_text(SCRIPT_HEAD + body)
+    return path
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie whose parent has not reaped it yet counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat[stat.rindex(")") + 2] != "Z"
+
+
+def _wait_gone(pid: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _run(folder: Path, script: Path, env: dict | None = None, timeout: float = 120):
+    return subprocess.run([sys.executable, str(script)], cwd=folder, env=env or _env(),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+REPORT = """
+import json, os, sys
+from advfit import warm
+report = {"pid": os.getpid(), "in_worker": warm.IN_WORKER, "fallback": warm.FALLBACK_REASON,
+          "cwd": os.getcwd(), "argv": sys.argv, "marker": os.environ.get("MARKER"),
+          "tf_loaded": "tensorflow" in sys.modules}
+print("stdout-line")
+print("stderr-line", file=sys.stderr)
+with open(sys.argv[1], "w") as handle:
+    json.dump(report, handle)
+"""
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    """One working directory, hence one warm interpreter, for the module's tests."""
+    path = tmp_path_factory.mktemp("warm")
+    yield path
+    warm.stop_servers(str(path))
+
+
+def test_a_job_runs_in_a_forked_child_with_its_own_cwd_env_argv_and_streams(folder):
+    script = _script(folder, "report", REPORT)
+    out = folder / "report.json"
+    done = subprocess.run([sys.executable, str(script), str(out)], cwd=folder,
+                          env=_env(MARKER="job-1"), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(out.read_text())
+    assert report["in_worker"] is True and report["fallback"] is None
+    assert report["tf_loaded"] is True  # imported by the warm interpreter, not by the script
+    assert report["cwd"] == str(folder) and report["argv"] == [str(script), str(out)]
+    assert report["marker"] == "job-1"  # the job's environment, not the server's
+    assert "stdout-line" in done.stdout and "stderr-line" in done.stderr
+    # A second job is served by the same warm interpreter, in another child.
+    done2 = subprocess.run([sys.executable, str(script), str(out)], cwd=folder,
+                           env=_env(MARKER="job-2"), capture_output=True, text=True, timeout=120)
+    assert done2.returncode == 0, done2.stderr
+    report2 = json.loads(out.read_text())
+    assert report2["marker"] == "job-2" and report2["pid"] != report["pid"]
+    logs = list((folder / warm.STATE_DIR).glob("*.log"))
+    assert len(logs) == 1 and logs[0].read_text().count("ready in") == 1
+
+
+def test_exit_status_and_traceback_are_the_jobs(folder):
+    failing = _script(folder, "failing", "raise ValueError('bad input named here')\n")
+    done = _run(folder, failing)
+    assert done.returncode == 1
+    assert "ValueError: bad input named here" in done.stderr
+    exiting = _script(folder, "exiting", "import sys\nsys.exit(3)\n")
+    assert _run(folder, exiting).returncode == 3
+
+
+def test_killing_the_jobs_process_kills_the_child(folder):
+    marker = folder / "child.pid"
+    script = _script(folder, "sleeper", f"""
+import os, time
+open({str(marker)!r}, "w").write(str(os.getpid()))
+time.sleep(300)
+""")
+    job = subprocess.Popen([sys.executable, str(script)], cwd=folder, env=_env())
+    deadline = time.monotonic() + 120
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    child = int(marker.read_text())
+    assert child != job.pid
+    os.kill(job.pid, signal.SIGKILL)
+    job.wait()
+    if not _wait_gone(child, 5):
+        os.kill(child, signal.SIGKILL)
+        pytest.fail("the warm interpreter's child outlived the job's process by 5 s")
+
+
+def test_a_child_killed_by_a_signal_fails_the_job(folder):
+    script = _script(folder, "suicide", "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n")
+    done = _run(folder, script)
+    assert done.returncode == 128 + signal.SIGKILL
+    assert "killed by signal 9" in done.stderr
+
+
+def test_off_switch_and_fallback_run_the_script_in_the_jobs_process(tmp_path):
+    script = _script(tmp_path, "report", REPORT)
+    out = tmp_path / "report.json"
+    done = subprocess.run([sys.executable, str(script), str(out)], cwd=tmp_path,
+                          env=_env(ADVFIT_WARM="0"), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(out.read_text())
+    assert report["in_worker"] is False and report["fallback"] is None
+    assert report["tf_loaded"] is False
+    assert not (tmp_path / warm.STATE_DIR).exists()
+    # A warm interpreter that cannot start: the job still runs, and says why.
+    done = subprocess.run([sys.executable, str(script), str(out)], cwd=tmp_path,
+                          env=_env(ADVFIT_WARM_IDLE="not-a-number"), capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(out.read_text())
+    assert report["in_worker"] is False
+    assert "failed to start" in report["fallback"]
+
+
+def test_off_by_default_under_slurm_unless_asked():
+    assert warm.enabled({}) is True
+    assert warm.enabled({"SLURM_JOB_ID": "12"}) is False
+    assert warm.enabled({"SLURM_JOB_ID": "12", "ADVFIT_WARM": "1"}) is True
+    assert warm.enabled({"ADVFIT_WARM": "off"}) is False
+
+
+def test_the_key_follows_directory_code_and_import_environment(tmp_path):
+    base = {"PATH": "/usr/bin", "TF_ENABLE_ONEDNN_OPTS": "0"}
+    key = warm.server_key(str(tmp_path), base)
+    assert key == warm.server_key(str(tmp_path), {**base, "CUDA_VISIBLE_DEVICES": "1",
+                                                   "SNAKEMAKE_X": "y", "PATH": "/bin"})
+    assert key != warm.server_key(str(tmp_path), {**base, "TF_ENABLE_ONEDNN_OPTS": "1"})
+    assert key != warm.server_key(str(tmp_path), {**base, "PYTHONPATH": "/elsewhere"})
+    assert key != warm.server_key(str(tmp_path / "other"), base)
+
+
+def test_stop_ends_the_warm_interpreter(tmp_path):
+    script = _script(tmp_path, "noop", "pass\n")
+    assert _run(tmp_path, script).returncode == 0
+    record = next((tmp_path / warm.STATE_DIR).glob("*.json"))
+    pid = json.loads(record.read_text())["pid"]
+    assert warm.stop_servers(str(tmp_path)) == 1
+    assert _wait_gone(pid, 10), "the warm interpreter did not exit when asked to stop"
+    assert not record.exists()
