@@ -24,7 +24,6 @@ Writes benchmarks/out/attacks.csv.
 
 from __future__ import annotations
 
-import argparse
 import inspect
 import json
 import sys
@@ -33,7 +32,7 @@ from pathlib import Path
 
 _HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(_HERE))
-from common import begin, correct_pool, finish, tf_threads, trained_lenet  # noqa: E402
+from common import begin, finish, lenet_and_pool, micro_parser  # noqa: E402
 
 sys.path[:] = [p for p in sys.path if p and Path(p).resolve() != _HERE]  # no shadowing of libraries
 
@@ -134,20 +133,15 @@ def measure(fn, model, x, y, params: dict, seed: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--threads", type=int, default=1, help="TensorFlow threads (jobs use 1)")
+    parser = micro_parser(__doc__)
     parser.add_argument("--n", type=int, default=200, help="images per call (attack_subset_size)")
     parser.add_argument("--only", default="", help="comma-separated methods (default: all)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="S")
     args = parser.parse_args()
 
-    info, account = begin(args.wait_quiet)
-    tf_threads(args.threads)
+    info, account = begin(args)
     from advfit import attacks
 
-    model, x_test, y_test = trained_lenet(args.seed)
-    pool = correct_pool(model, x_test, y_test, args.n, args.seed)
+    model, x_test, y_test, pool = lenet_and_pool(args.n, args.seed)
 
     registry = dict(attacks.ATTACKS)
     methods = [m for m in registry if not args.only or m in args.only.split(",")]

@@ -7,6 +7,7 @@ and the load when it ran.
 
 from __future__ import annotations
 
+import argparse
 import csv
 import os
 import platform
@@ -195,14 +196,25 @@ class CpuAccount:
                 "foreign_share": round(foreign / (wall * (os.cpu_count() or 1)), 3)}
 
 
-def begin(wait_quiet_s: float = 0.0) -> tuple[dict, "CpuAccount"]:
-    """Wait for a quiet machine (at most ``wait_quiet_s``), start the CPU account,
-    print and return the machine description."""
-    load = wait_for_quiet(max_wait_s=wait_quiet_s)
+def micro_parser(doc: str) -> argparse.ArgumentParser:
+    """The options every single-process benchmark takes."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--threads", type=int, default=1, help="TensorFlow threads (jobs use 1)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="S",
+                        help="wait up to S seconds for the 1-minute load to drop below 0.7")
+    return parser
+
+
+def begin(args) -> tuple[dict, "CpuAccount"]:
+    """Wait for a quiet machine (at most ``args.wait_quiet`` s), start the CPU
+    account, print the machine description and pin TensorFlow's threads."""
+    load = wait_for_quiet(max_wait_s=args.wait_quiet)
     account = CpuAccount()
     info = machine()
     info["load_at_start"] = f"{load:.2f}"
     print_machine(info)
+    tf_threads(args.threads)
     return info, account
 
 
@@ -215,11 +227,14 @@ def finish(name: str, rows: list[dict], info: dict, account: "CpuAccount", threa
     write_csv(name, rows, info)
 
 
-def correct_pool(model, x_test, y_test, n: int, seed: int):
-    """``n`` correctly classified test indices, a seeded sample, sorted."""
+def lenet_and_pool(n: int, seed: int):
+    """:func:`trained_lenet` and ``n`` of its correctly classified test indices
+    (a seeded sample, sorted): ``(model, x_test, y_test, pool)``."""
     import numpy as np
 
+    model, x_test, y_test = trained_lenet(seed)
     predicted = np.argmax(model.predict(x_test, batch_size=1024, verbose=0), axis=1)
     correct = np.flatnonzero(predicted == y_test)
-    return np.sort(np.random.default_rng(seed).choice(correct, size=min(n, len(correct)),
+    pool = np.sort(np.random.default_rng(seed).choice(correct, size=min(n, len(correct)),
                                                       replace=False))
+    return model, x_test, y_test, pool

@@ -17,7 +17,6 @@ workflow run, benchmarks/out/workflow*.csv as benchmarks/workflow.py does.
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import subprocess
@@ -28,9 +27,10 @@ from pathlib import Path
 
 _HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(_HERE))
-from common import (REPO, CpuAccount, loadavg, machine, print_machine,  # noqa: E402
+from common import (CpuAccount, loadavg, machine, print_machine,  # noqa: E402
                     wait_for_quiet, write_csv)
-from workflow import print_summary, run_workflow, source_env, time_imports  # noqa: E402
+from workflow import (print_summary, run_workflow, source_env, time_imports,  # noqa: E402
+                      workflow_parser)
 
 TARGET = 1.0
 
@@ -73,19 +73,12 @@ def same_accuracy(workdir: Path, outdir: Path) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--cores", type=int, default=2)
-    parser.add_argument("--configfile", type=Path, default=None,
-                        help="default: the config.yaml beside the Snakefile")
-    parser.add_argument("--snakefile", type=Path, default=REPO / "Snakefile",
-                        help="another checkout (a prototype copy): its workflow, and its "
-                             "src/advfit for both runs")
+    parser = workflow_parser(__doc__)
     parser.add_argument("--repeat", type=int, default=1, help="pairs of runs, order alternating")
     parser.add_argument("--baseline-threads", default=str(os.cpu_count()),
                         help="TensorFlow threads of the baseline (default: nproc); a list such "
                              "as 2,1 runs one baseline per value, the ratio uses the first; with "
                              "1 (the jobs' setting) the tables must be identical to the workflow's")
-    parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="S")
     parser.add_argument("--keep", action="store_true",
                         help="keep both runs' folders (printed) to inspect their outputs")
     parser.add_argument("--imports", action="store_true",

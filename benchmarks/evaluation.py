@@ -24,7 +24,6 @@ Writes benchmarks/out/evaluation.csv.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import tempfile
@@ -33,7 +32,7 @@ from pathlib import Path
 
 _HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(_HERE))
-from common import begin, finish, tf_threads  # noqa: E402
+from common import begin, finish, micro_parser  # noqa: E402
 
 sys.path[:] = [p for p in sys.path if p and Path(p).resolve() != _HERE]
 
@@ -66,18 +65,14 @@ def make_snapshots(folder: Path, epochs: int, seed: int):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--threads", type=int, default=1, help="TensorFlow threads (jobs use 1)")
+    parser = micro_parser(__doc__)
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=1024)
     parser.add_argument("--scale", default="1,10", help="copies of the 2197-sample array")
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="S")
     args = parser.parse_args()
 
-    info, account = begin(args.wait_quiet)
-    tf_threads(args.threads)
+    info, account = begin(args)
     import numpy as np
     import tensorflow as tf
 

@@ -17,7 +17,6 @@ Writes benchmarks/out/metrics.csv.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -25,7 +24,7 @@ from pathlib import Path
 
 _HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(_HERE))
-from common import begin, correct_pool, finish, tf_threads, trained_lenet  # noqa: E402
+from common import begin, finish, lenet_and_pool, micro_parser  # noqa: E402
 
 sys.path[:] = [p for p in sys.path if p and Path(p).resolve() != _HERE]
 
@@ -45,21 +44,16 @@ def settings(name: str, spec: dict) -> list[tuple[str, dict]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--threads", type=int, default=1, help="TensorFlow threads (jobs use 1)")
+    parser = micro_parser(__doc__)
     parser.add_argument("--n", type=int, default=100)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="S")
     args = parser.parse_args()
 
-    info, account = begin(args.wait_quiet)
-    tf_threads(args.threads)
+    info, account = begin(args)
     import numpy as np
 
     from advfit.metrics import METRIC_PARAMS, METRICS, run_metric
 
-    model, x_test, y_test = trained_lenet(args.seed)
-    pool = correct_pool(model, x_test, y_test, args.n, args.seed)
+    model, x_test, y_test, pool = lenet_and_pool(args.n, args.seed)
     print(f"metrics: {', '.join(METRICS)}; {args.threads} TensorFlow thread(s)", flush=True)
     rows = []
     for name in METRICS:

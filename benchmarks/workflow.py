@@ -296,16 +296,22 @@ def print_summary(summary: dict) -> None:
               f"{c['outside']:10.1f} {c['tf']:12.1f}")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def workflow_parser(doc: str) -> argparse.ArgumentParser:
+    """Options shared with compare.py: what to run, on how many cores."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--configfile", type=Path, default=None,
                         help="default: the config.yaml beside the Snakefile")
     parser.add_argument("--snakefile", type=Path, default=REPO / "Snakefile",
-                        help="another checkout's Snakefile (a prototype copy); its src/ goes "
-                             "first on PYTHONPATH")
+                        help="another checkout's Snakefile (a prototype copy): its workflow, and "
+                             "its src/ first on PYTHONPATH")
     parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="S",
                         help="wait up to S seconds for the 1-minute load to drop below 0.7")
+    return parser
+
+
+def main() -> None:
+    parser = workflow_parser(__doc__)
     parser.add_argument("--keep", action="store_true", help="keep the temporary working directory")
     parser.add_argument("--no-imports", action="store_true", help="skip the stand-alone import timings")
     args = parser.parse_args()

@@ -141,3 +141,26 @@ def test_label_noise_is_part_of_the_resume_fingerprint():
     noisy_y = noisy_labels(y, 0.3, 10, seed=0)
     assert _fingerprint({**regime, "label_noise": 0.3}, 1, (x, y), held, held) != clean
     assert _fingerprint(regime, 1, (x, noisy_y), held, held) != clean
+
+
+def test_train_regime_applies_the_regimes_label_noise_itself(digits, tmp_path):
+    """A caller passes true labels; the regime's noise cannot be forgotten."""
+    from advfit import runtime
+    from advfit.models import build_model
+    from advfit.training import train_regime, training_labels
+
+    runtime.configure(1, seed=0)
+    train = digits.take(digits.official_train[:300])
+    held = digits.take(digits.official_test[:50])
+    regime = {"optimizer": "adam", "learning_rate": 0.01, "batch_size": 64, "epochs": 1}
+    histories = {}
+    for noise in (0.0, 0.4):
+        model = build_model("lenet5", digits.x.shape[1:], 10)
+        spec = {**regime, "label_noise": noise}
+        histories[noise] = train_regime(model, spec, train, held, held, tmp_path / str(noise),
+                                        seed=11)
+        _, expected = training_labels(train[1], spec, 10, 11)
+        assert histories[noise].attrs["label_noise"] == expected
+    assert histories[0.4].attrs["label_noise"]["n_flipped"] == 120
+    # 40 % wrong labels: the fit's training accuracy cannot match the clean run's
+    assert histories[0.4].train_accuracy[0] < histories[0.0].train_accuracy[0]

@@ -56,6 +56,15 @@ def _run(folder: Path, script: Path, env: dict | None = None, timeout: float = 1
                           capture_output=True, text=True, timeout=timeout)
 
 
+def _report(folder: Path, script: Path, timeout: float = 120, **env):
+    """Run the REPORT script; return the process and what the script saw."""
+    out = folder / "report.json"
+    done = subprocess.run([sys.executable, str(script), str(out)], cwd=folder, env=_env(**env),
+                          capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, done.stderr
+    return done, json.loads(out.read_text())
+
+
 REPORT = """
 import json, os, sys
 from advfit import warm
@@ -80,20 +89,14 @@ def folder(tmp_path_factory):
 def test_a_job_runs_in_a_forked_child_with_its_own_cwd_env_argv_and_streams(folder):
     script = _script(folder, "report", REPORT)
     out = folder / "report.json"
-    done = subprocess.run([sys.executable, str(script), str(out)], cwd=folder,
-                          env=_env(MARKER="job-1"), capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
-    report = json.loads(out.read_text())
+    done, report = _report(folder, script, timeout=300, MARKER="job-1")
     assert report["in_worker"] is True and report["fallback"] is None
     assert report["tf_loaded"] is True  # imported by the warm interpreter, not by the script
     assert report["cwd"] == str(folder) and report["argv"] == [str(script), str(out)]
     assert report["marker"] == "job-1"  # the job's environment, not the server's
     assert "stdout-line" in done.stdout and "stderr-line" in done.stderr
     # A second job is served by the same warm interpreter, in another child.
-    done2 = subprocess.run([sys.executable, str(script), str(out)], cwd=folder,
-                           env=_env(MARKER="job-2"), capture_output=True, text=True, timeout=120)
-    assert done2.returncode == 0, done2.stderr
-    report2 = json.loads(out.read_text())
+    _, report2 = _report(folder, script, MARKER="job-2")
     assert report2["marker"] == "job-2" and report2["pid"] != report["pid"]
     logs = list((folder / warm.STATE_DIR).glob("*.log"))
     assert len(logs) == 1 and logs[0].read_text().count("ready in") == 1
@@ -137,20 +140,12 @@ def test_a_child_killed_by_a_signal_fails_the_job(folder):
 
 def test_off_switch_and_fallback_run_the_script_in_the_jobs_process(tmp_path):
     script = _script(tmp_path, "report", REPORT)
-    out = tmp_path / "report.json"
-    done = subprocess.run([sys.executable, str(script), str(out)], cwd=tmp_path,
-                          env=_env(ADVFIT_WARM="0"), capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    report = json.loads(out.read_text())
+    _, report = _report(tmp_path, script, ADVFIT_WARM="0")
     assert report["in_worker"] is False and report["fallback"] is None
     assert report["tf_loaded"] is False
     assert not (tmp_path / warm.STATE_DIR).exists()
     # A warm interpreter that cannot start: the job still runs, and says why.
-    done = subprocess.run([sys.executable, str(script), str(out)], cwd=tmp_path,
-                          env=_env(ADVFIT_WARM_IDLE="not-a-number"), capture_output=True,
-                          text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    report = json.loads(out.read_text())
+    _, report = _report(tmp_path, script, ADVFIT_WARM_IDLE="not-a-number")
     assert report["in_worker"] is False
     assert "failed to start" in report["fallback"]
 

@@ -255,7 +255,10 @@ def train_regime(model, regime: dict, train, validation, test, snapshot_dir: Pat
     after the highest epoch of ``snapshot_dir`` that has a complete snapshot
     and a state saved with this regime (whatever its number of epochs), seed
     and data; otherwise, or when there is none, it starts from the model as
-    given and removes any snapshot and state already there. State files are removed at
+    given and removes any snapshot and state already there. A regime's
+    ``label_noise`` replaces that fraction of ``train``'s labels before training
+    (:func:`training_labels`, seeded from the seed); the returned table's
+    ``attrs["label_noise"]`` records it. State files are removed at
     the end unless ``keep_state``. ``stop_after`` ends the call after that
     epoch (the state is kept), as a kill would: for tests.
     """
@@ -267,7 +270,13 @@ def train_regime(model, regime: dict, train, validation, test, snapshot_dir: Pat
     epochs = int(regime["epochs"])
     batch_size = int(regime["batch_size"])
     base_seed = int(seed) if seed is not None else int(np.random.randint(0, 2**31 - 1))
+    # The regime's label_noise applies here, so that no caller can miss it;
+    # the fingerprint hashes the true labels and the regime, noise included.
     fingerprint = _fingerprint(regime, base_seed, train, validation, test)
+    y_train, noise = training_labels(train[1], regime, int(model.output_shape[-1]), base_seed)
+    if noise["n_flipped"]:
+        log.info("label noise: %d of %d training labels flipped", noise["n_flipped"], noise["n"])
+    train = (train[0], y_train)
     compile_model(model, regime)
 
     start, state, history = 0, None, []
@@ -308,9 +317,19 @@ def train_regime(model, regime: dict, train, validation, test, snapshot_dir: Pat
         log.info("epoch %d: %s", number,
                  ", ".join(f"{k}={v:.4f}" for k, v in row.items() if k != "epoch"))
         if stop_after is not None and number >= stop_after and number < epochs:
-            return pd.DataFrame(history, columns=HISTORY_COLUMNS)
+            return _history_table(history, noise)
 
     if not keep_state:
         for old in _epochs_present(snapshot_dir, _STATE):
             (snapshot_dir / state_name(old)).unlink(missing_ok=True)
-    return pd.DataFrame(history, columns=HISTORY_COLUMNS)
+    return _history_table(history, noise)
+
+
+def _history_table(history: list[dict], noise: dict):
+    """The history as a DataFrame; ``attrs["label_noise"]`` is the record of
+    :func:`training_labels` (for ``training.json``)."""
+    import pandas as pd
+
+    table = pd.DataFrame(history, columns=HISTORY_COLUMNS)
+    table.attrs["label_noise"] = noise
+    return table

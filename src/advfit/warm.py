@@ -128,11 +128,8 @@ def _recv_exact(sock: socket.socket, n: int, head: bytes = b"") -> bytes:
     return data
 
 
-def _recv_message(sock: socket.socket, max_fds: int = 0) -> tuple[dict, list[int]]:
-    if max_fds:
-        head, fds, _, _ = socket.recv_fds(sock, 1 << 16, max_fds)
-    else:
-        head, fds = sock.recv(1 << 16), []
+def _recv_message(sock: socket.socket, max_fds: int) -> tuple[dict, list[int]]:
+    head, fds, _, _ = socket.recv_fds(sock, 1 << 16, max_fds)
     if not head:
         raise ConnectionError("peer closed the connection")
     head = _recv_exact(sock, _HEADER.size, head)
@@ -181,7 +178,7 @@ def handoff() -> None:
         except (OSError, ValueError) as error:
             FALLBACK_REASON = f"the warm interpreter did not take the job: {error}"
             return
-        if first != "STARTED":
+        if first != "STARTED":  # FAILED <why>, SIGNAL <n> before the start, or nothing
             FALLBACK_REASON = f"the warm interpreter did not take the job ({first or 'no answer'})"
             return
         # From here on the job runs in the child; this process only waits. A
@@ -390,8 +387,11 @@ def _accept(listener, children: dict, wake_fds) -> bool:
         if request.get("op") != "run" or len(fds) != 3:
             conn.close()
             return False
-        conn.sendall(b"STARTED\n")  # before fork: the child's EXIT must come after it
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError as error:  # the job's own process runs it instead
+            conn.sendall(f"FAILED cannot fork: {error}\n".encode())
+            raise
         if pid == 0:
             _run_child(conn, request, fds, listener, wake_fds)  # never returns
         children[pid] = conn
@@ -435,6 +435,9 @@ def _run_child(conn, request: dict, fds: list[int], listener, wake_fds) -> None:
 
     status, finished = 1, None
     try:
+        # From the child, so that its EXIT can only come after it; a child
+        # killed before this line leaves the job to its own process.
+        conn.sendall(b"STARTED\n")
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)

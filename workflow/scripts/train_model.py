@@ -20,7 +20,7 @@ with job_log(snakemake.log[0]) as log:
     from advfit.datasets import PooledData
     from advfit.io import load_npz, save_csv, save_json, versions
     from advfit.models import build_model
-    from advfit.training import train_regime, training_labels
+    from advfit.training import train_regime
 
     data = PooledData(load_npz(snakemake.input.data))
     split = load_npz(snakemake.input.split)
@@ -32,22 +32,16 @@ with job_log(snakemake.log[0]) as log:
     # complete epoch, bit-identically (a changed regime or seed starts afresh).
     final = Path(snakemake.output.snapshots)
     staging = final.with_name(final.name + ".partial")
-    # With label_noise, a seeded fraction of the training split's labels is
-    # replaced by other classes; every other set keeps its true labels.
-    x_train, y_train = data.take(split["train"])
-    y_train, label_noise = training_labels(y_train, snakemake.params.regime, data.n_classes, seed)
-    if label_noise["n_flipped"]:
-        log.info("label noise: %d of %d training labels flipped", label_noise["n_flipped"],
-                 label_noise["n"])
+    # With label_noise, train_regime replaces a seeded fraction of the training
+    # split's labels by other classes; every other set keeps its true labels.
     history = train_regime(model, snakemake.params.regime,
-                           (x_train, y_train), data.take(split["validation"]),
+                           data.take(split["train"]), data.take(split["validation"]),
                            data.take(split["test"]), staging, seed=seed, resume=True)
     shutil.rmtree(final, ignore_errors=True)
     staging.rename(final)
     save_json(snakemake.output.meta, {
         "dataset": w.dataset, "model": w.model, "regime": w.regime, "split": w.split,
-        "regime_spec": snakemake.params.regime, "seed": seed, "label_noise": label_noise,
-        "device": device,
-        "versions": versions(),
+        "regime_spec": snakemake.params.regime, "seed": seed,
+        "label_noise": history.attrs["label_noise"], "device": device, "versions": versions(),
     })
     save_csv(snakemake.output.history, history)
