@@ -3,6 +3,10 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
+# This checkout's advfit package; config files read strictly (duplicate keys, YAML errors).
+include: "workflow/rules/setup.smk"
+
+
 # A --configfile on the command line replaces the default run instead of being
 # merged into it (a merge would keep the default's attacks and regimes).
 if not workflow.overwrite_configfiles:

@@ -170,8 +170,7 @@ def run(configfile: Path, threads: int, outdir: Path) -> None:
 
         for i, split in enumerate(splits):
             with phase("knn: index + test predictions"):
-                classifier = SplitKnn(data, split, knn_spec["z"], knn_spec["algorithm"],
-                                      knn_spec["batch_size"], threads)
+                classifier = SplitKnn.from_spec(data, split, knn_spec, threads)
                 test_predictions = classifier.predict(data.x[split["test"]])
             knn_sets = {}
             best = next(r["best_epoch"] for r in best_rows

@@ -121,7 +121,7 @@ def test_load_config_names_missing_and_broken_files(tmp_path):
 def test_optional_sections_get_their_defaults(default_config):
     del default_config["evaluation"], default_config["distances"]
     config = validate_config(default_config)
-    assert config["evaluation"] == {"batch_size": 1024}
+    assert config["evaluation"] == {"batch_size": 1024, "nonzero_at_best": "error"}
     assert config["distances"] == {"l2_convention": "channels"}
 
 

@@ -203,15 +203,21 @@ def test_clever_is_reproducible_per_point_and_leaves_numpy_alone(model, sample, 
     assert metrics.clever_u(model, x[[2]], seed=1)[0] != reversed_scores[0]
 
 
-def test_clever_is_below_the_smallest_perturbation_cw_finds(model, sample, clever_scores):
-    """CLEVER estimates a lower bound on the minimal L2 perturbation; CW finds an upper one."""
+def test_clever_mostly_stays_below_the_perturbation_cw_finds(model, sample, clever_scores):
+    """CLEVER *estimates* a lower bound on the minimal L2 perturbation (an extreme-value
+    fit on sampled gradients, not a certificate); CW finds an upper bound. As a
+    statistical statement: on most points (here at least all but one of 7) the
+    estimate is below CW's distance, and the median ratio is well below 1."""
     x, y = sample[0][:N_CLEVER], sample[1][:N_CLEVER]
     predicted = predict_labels(model, x)
     x_adv = cw_l2(model, x, predicted)
     found = predict_labels(model, x_adv) != predicted
     distance = np.linalg.norm((x_adv - x).reshape(len(x), -1), axis=1)
     assert found.sum() >= N_CLEVER - 1
-    assert np.all(clever_scores[found] <= distance[found])
+    ratio = clever_scores[found] / distance[found]
+    tolerance = 1  # points where the estimate may exceed the upper bound
+    assert np.sum(ratio > 1) <= tolerance, ratio
+    assert np.median(ratio) < 0.9, ratio
     # and both rank the points alike: robust points score high on both
     assert np.corrcoef(clever_scores[found], distance[found])[0, 1] > 0.7
 

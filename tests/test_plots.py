@@ -127,3 +127,22 @@ def test_l2_axis_is_logarithmic_only_for_a_wide_spread(spread, log):
     assert ax.get_xscale() == ("log" if log else "linear")
     assert "pixels convention" in ax.get_xlabel() and "[0, 1]" in ax.get_xlabel()
     assert "deepfool 50, fgsm 50" in ax.get_title()
+
+
+def test_delta_boxes_are_drawn_the_same_twice_and_leave_numpy_alone(tmp_path):
+    """seaborn jitters the dots with np.random's global state: seeded, then restored."""
+    rng = np.random.default_rng(0)
+    deltas = pd.DataFrame([{"regime": "r", "split": s, "eval_set": e, "attack": a,
+                            "delta": rng.normal()}
+                           for s in range(5) for e, a in [("test", "none"),
+                                                          ("adversarial", "fgsm")]])
+    tests = pd.DataFrame([{"regime": "r", "attack": "fgsm", "p_value": 0.01}])
+    np.random.seed(123)
+    expected_next = np.random.random()
+    np.random.seed(123)
+    for name in ("a", "b"):
+        plots.save_figure(plots.plot_delta_boxes(deltas, tests), tmp_path / f"{name}.png",
+                          tmp_path / f"{name}.svg")
+    assert np.random.random() == expected_next  # the caller's global state is untouched
+    assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
+    assert (tmp_path / "a.svg").read_bytes() == (tmp_path / "b.svg").read_bytes()

@@ -190,6 +190,19 @@ def test_html_report_holds_every_figure(tiny_run):
 
 
 @pytest.mark.e2e
+def test_every_figure_is_byte_identical_when_drawn_again(tiny_run):
+    figures = tiny_run / "results/figures"
+    before = {p.name: p.read_bytes() for p in figures.iterdir()}
+    assert len(before) == 14  # 7 figures, PNG and SVG
+    done = snakemake(tiny_run, "--forcerun", "plot_accuracy", "plot_asr", "plot_deltas",
+                     "plot_distances", "plot_knn")
+    assert done.returncode == 0, done.stderr[-3000:]
+    after = {p.name: p.read_bytes() for p in figures.iterdir()}
+    assert after.keys() == before.keys()
+    assert [name for name in before if before[name] != after[name]] == []
+
+
+@pytest.mark.e2e
 def test_rerun_has_nothing_to_do_and_one_attack_change_reruns_only_it(tiny_run):
     again = snakemake(tiny_run, "--dry-run")
     assert again.returncode == 0, again.stderr

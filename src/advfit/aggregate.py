@@ -60,8 +60,12 @@ def delta_table(table: pd.DataFrame, best: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def delta_tests(deltas: pd.DataFrame) -> pd.DataFrame:
-    """Welch's t-test of the test set's deltas against each adversarial set's, per regime."""
+def delta_tests(deltas: pd.DataFrame, alternative: str = "two-sided") -> pd.DataFrame:
+    """Welch's t-test of the test set's deltas against each adversarial set's, per regime.
+
+    The statistic is that of adversarial minus test; ``alternative`` is
+    scipy's (``greater``: the adversarial set gains more from M to E).
+    """
     from scipy import stats
 
     rows = []
@@ -77,9 +81,10 @@ def delta_tests(deltas: pd.DataFrame) -> pd.DataFrame:
                 statistic = p_value = float("nan")
                 note = "zero variance in both samples"
             else:
-                statistic, p_value = stats.ttest_ind(other, test, equal_var=False)
+                statistic, p_value = stats.ttest_ind(other, test, equal_var=False,
+                                                     alternative=alternative)
             rows.append({"dataset": dataset, "model": model, "regime": regime, "attack": attack,
-                         "test": "welch", "n_test": len(test), "n_adversarial": len(other),
+                         "test": "welch", "alternative": alternative, "n_test": len(test), "n_adversarial": len(other),
                          "mean_delta_test": test.mean() if len(test) else float("nan"),
                          "mean_delta_adversarial": other.mean() if len(other) else float("nan"),
                          "statistic": float(statistic), "p_value": float(p_value), "note": note})

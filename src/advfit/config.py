@@ -9,13 +9,15 @@ sizes against the dataset's size). Every error names the offending key.
 from __future__ import annotations
 
 import copy
+import math
 from pathlib import Path
 from typing import Any
 
 import yaml
 from jsonschema import Draft202012Validator, validators
 
-from .datasets import dataset_info
+from .datasets import BUILT_IN, dataset_info
+from .sources import local_folder
 
 SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
 
@@ -91,14 +93,38 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(config, dict):
         raise ConfigError("config must be a mapping of keys to values")
     config = _normalise(config)
+    # JSON Schema's bounds compare false against NaN, so NaN and inf pass
+    # every minimum and maximum: refuse them first, whatever the key.
+    problems = non_finite_problems(config)
     validator = _with_defaults(Draft202012Validator)(load_schema())
     errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
-    problems = list(dict.fromkeys(_describe(e) for e in _leaf_errors(errors)))
+    problems += [p for p in dict.fromkeys(_describe(e) for e in _leaf_errors(errors))
+                 if p not in problems]
     if not problems:
         problems = _semantic_problems(config)
     if problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
+    _fill_derived_defaults(config)
     return config
+
+
+def non_finite_problems(node, path=()) -> list[str]:
+    """One message per NaN or infinite number anywhere in ``node``, naming its key."""
+    if isinstance(node, dict):
+        return [p for key, value in node.items() for p in non_finite_problems(value, (*path, key))]
+    if isinstance(node, (list, tuple)):
+        return [p for i, value in enumerate(node) for p in non_finite_problems(value, (*path, i))]
+    if isinstance(node, float) and not math.isfinite(node):
+        return [f"config key '{_key(path)}': {node} is not a finite number"]
+    return []
+
+
+def _fill_derived_defaults(config: dict) -> None:
+    """Defaults that depend on other keys (the schema's defaults cannot)."""
+    knn = config.get("knn")
+    if knn and "memorise" not in knn:
+        knn["memorise"] = ("train_and_validation" if config["splits"]["method"] == "shuffle"
+                           else "train")
 
 
 def _leaf_errors(errors):
@@ -114,6 +140,8 @@ def _semantic_problems(config: dict) -> list[str]:
     problems = []
     spec = config["dataset"]
     try:
+        if spec["name"] in BUILT_IN and "path" in spec:
+            local_folder(spec["name"], spec["path"])  # names the missing files; reads none
         info = dataset_info(spec)
     except (OSError, ValueError) as error:
         return [f"config key 'dataset.path': {error}"]
@@ -136,20 +164,64 @@ def _semantic_problems(config: dict) -> list[str]:
         problems.append(
             f"config key 'splits.n_splits': {splits['n_splits']} folds exceed the "
             f"~{per_class} samples per class of {config['dataset']['name']}")
+    problems += _validation_problems(config)
     for name, attack in config["attacks"].items():
-        if "eps_iter" in attack and attack["eps_iter"] > attack["eps"]:
-            problems.append(f"config key 'attacks.{name}.eps_iter': {attack['eps_iter']} "
-                            f"is larger than eps ({attack['eps']})")
+        problems += budget_problems(f"attacks.{name}", attack, info.image_shape)
     problems += _knn_problems(config)
     metrics = config.get("robustness_metrics")
     if metrics and metrics["n_points"] > info.n_test:
         problems.append(f"config key 'robustness_metrics.n_points': {metrics['n_points']} is "
                         f"larger than the test set of {spec['name']} ({info.n_test} samples)")
+    for name, params in (metrics or {}).get("metrics", {}).items():
+        problems += budget_problems(f"robustness_metrics.metrics.{name}", params,
+                                    info.image_shape)
     for name, regime in config["regimes"].items():
         if "momentum" in regime and regime["optimizer"] != "sgd":
             problems.append(f"config key 'regimes.{name}.momentum': only the sgd optimizer "
                             f"takes a momentum, this regime uses {regime['optimizer']}")
     return problems
+
+
+def largest_distance(norm, image_shape) -> float:
+    """The largest ``norm`` distance between two images with values in [0, 1]."""
+    d = math.prod(image_shape)
+    return {"inf": 1.0, 2: math.sqrt(d), 1: float(d)}[norm]
+
+
+# Keys holding a perturbation budget or step, per norm key: each must fit in
+# the data range [0, 1] (a larger L-inf eps clips every pixel to 0 or 1).
+_BUDGETS = ("eps", "radius")
+_STEPS = {"eps_iter": "eps", "eps_step": "eps"}
+
+
+def budget_problems(where: str, params: dict, image_shape) -> list[str]:
+    """Perturbation sizes outside what images in [0, 1] allow; steps larger than their budget."""
+    problems = []
+    norm = params.get("norm", "inf")
+    norm = "inf" if norm in ("inf", math.inf) else int(norm)
+    limit = largest_distance(norm, image_shape)
+    for key in _BUDGETS:
+        if key in params and params[key] > limit:
+            shape = "x".join(map(str, image_shape))
+            problems.append(
+                f"config key '{where}.{key}': {params[key]} exceeds the largest "
+                f"{'L-inf' if norm == 'inf' else f'L{norm}'} distance between {shape} images "
+                f"in [0, 1] ({limit:.4g}); perturbation sizes are in the units of pixel "
+                f"values scaled to [0, 1]")
+    for key, budget in _STEPS.items():
+        if key in params and budget in params and params[key] > params[budget]:
+            problems.append(f"config key '{where}.{key}': {params[key]} is larger than "
+                            f"{budget} ({params[budget]})")
+    return problems
+
+
+def _validation_problems(config: dict) -> list[str]:
+    splits = config["splits"]
+    if (splits["method"] == "shuffle" and splits.get("validation_fraction") == 0
+            and config["best_snapshot"]["metric"] == "val_accuracy"):
+        return ["config key 'splits.validation_fraction': 0 leaves no validation set, so "
+                "best_snapshot.metric must be test_accuracy (paper 000), not val_accuracy"]
+    return []
 
 
 def _knn_problems(config: dict) -> list[str]:
@@ -167,12 +239,44 @@ def _knn_problems(config: dict) -> list[str]:
     return problems
 
 
-def load_config(path: str | Path) -> dict[str, Any]:
+class _StrictLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                mark = key_node.start_mark
+                raise ConfigError(
+                    f"config file {self.name}, line {mark.line + 1}: key {key!r} is given twice "
+                    f"in the same mapping (first on line {seen[key] + 1}); YAML would silently "
+                    "keep the last one")
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep)
+
+
+def read_yaml(path: str | Path) -> Any:
+    """Parse a config file; errors name the file and the line."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        text = path.read_text()
     except FileNotFoundError:
         raise ConfigError(f"config file {path} not found") from None
+    loader = _StrictLoader(text)
+    loader.name = str(path)
+    try:
+        return loader.get_single_data()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        what = " ".join(filter(None, (exc.context, exc.problem)))
+        raise ConfigError(f"config file {path}{where}: not valid YAML ({what})") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
-    return validate_config(raw or {})
+        raise ConfigError(f"config file {path}: not valid YAML ({exc})") from None
+    finally:
+        loader.dispose()
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    return validate_config(read_yaml(path) or {})

@@ -11,17 +11,22 @@ log = logging.getLogger("advfit")
 
 
 def correctness_by_epoch(model, snapshots: dict[int, Path], x: np.ndarray, y: np.ndarray,
-                         batch_size: int = 1024) -> dict[int, np.ndarray]:
+                         batch_size: int = 1024, starts=(0,)) -> dict[int, np.ndarray]:
     """Boolean 'classified correctly' vector of each snapshot on ``(x, y)``.
 
     All evaluation sets are scored in one pass per snapshot: the model and its
-    traced forward pass are built once; only the weights change.
+    traced forward pass are built once; only the weights change. ``starts``
+    cuts ``x`` into blocks that are batched separately, each from its own
+    first row: an adversarial set is scored in exactly the batches that kept
+    its AEs (:func:`advfit.adversarial.keep_fooling`), whatever comes before it.
     """
     forward = traced_forward(model)
+    bounds = [*starts, len(x)]
     out = {}
     for epoch in sorted(snapshots):
         model.load_weights(snapshots[epoch])
-        out[epoch] = np.argmax(predict_logits(forward, x, batch_size), axis=1) == y
+        logits = [predict_logits(forward, x[a:b], batch_size) for a, b in zip(bounds, bounds[1:])]
+        out[epoch] = np.argmax(np.concatenate(logits), axis=1) == y
     return out
 
 
@@ -67,7 +72,7 @@ def accuracy_rows(correct: dict[int, np.ndarray], segments: dict[tuple[str, str]
 
 def evaluate_split(model_name: str, data, split: dict, snapshot_dir, best_epoch: int,
                    adversarial: dict[str, dict], batch_size: int = 1024,
-                   train_labels: np.ndarray | None = None):
+                   train_labels: np.ndarray | None = None, nonzero_at_best: str = "error"):
     """Score every snapshot of one split x regime on every evaluation set.
 
     ``train_labels``, when given, replace the training split's true labels in
@@ -76,6 +81,9 @@ def evaluate_split(model_name: str, data, split: dict, snapshot_dir, best_epoch:
     Returns the tidy rows and the fail subset (pooled indices of the test
     samples that the best snapshot misclassifies). The fail subset's rows are
     read off the test set's predictions, so it costs no extra inference.
+    Accuracy at the best epoch must be 0 on every adversarial set and the fail
+    subset: :class:`InvariantError` otherwise, or a warning with
+    ``nonzero_at_best="warn"``.
     """
     from .aggregate import NO_ATTACK
     from .models import build_model
@@ -105,7 +113,9 @@ def evaluate_split(model_name: str, data, split: dict, snapshot_dir, best_epoch:
 
     model = build_model(model_name, data.x.shape[1:], data.n_classes)
     log.info("evaluating %d snapshots on %d samples", len(snapshots), len(y))
-    correct = correctness_by_epoch(model, snapshots, x, y, batch_size)
+    # The clean sets form one block; each adversarial set is a block of its own.
+    starts = [0] + [segments[(s, a)].start for s, a, *_ in parts if s == "adversarial"]
+    correct = correctness_by_epoch(model, snapshots, x, y, batch_size, starts)
 
     test = segments[("test", NO_ATTACK)]
     failed = ~correct[best_epoch][test]
@@ -114,4 +124,39 @@ def evaluate_split(model_name: str, data, split: dict, snapshot_dir, best_epoch:
                 ("fail_subset", NO_ATTACK): fail_positions,
                 **{k: v for k, v in segments.items() if k[0] == "adversarial"}}
     fail_index = np.asarray(split["test"])[failed]
-    return accuracy_rows(correct, segments), fail_index
+    rows = accuracy_rows(correct, segments)
+    enforce_zero_at_best(check_zero_at_best(rows, best_epoch), best_epoch, nonzero_at_best)
+    return rows, fail_index
+
+
+class InvariantError(RuntimeError):
+    """An adversarial set or fail subset is not at accuracy 0 at the best epoch."""
+
+
+def check_zero_at_best(rows: list[dict], best_epoch: int) -> list[dict]:
+    """The sets that break the protocol's invariant: accuracy exactly 0 at epoch M
+    on every adversarial set and on the fail subset. Empty when all hold."""
+    return [{"eval_set": r["eval_set"], "attack": r["attack"], "n": r["n"],
+             "n_correct": r["n_correct"]}
+            for r in rows if r["epoch"] == best_epoch and r["n_correct"] > 0
+            and r["eval_set"] in ("adversarial", "fail_subset")]
+
+
+def enforce_zero_at_best(violations: list[dict], best_epoch: int, on_violation: str = "error",
+                         where: str = "") -> None:
+    """Raise :class:`InvariantError` for any violation, or with ``warn`` log it."""
+    if not violations:
+        log.info("invariant holds: every adversarial set and the fail subset at accuracy 0 "
+                 "at the best epoch %d", best_epoch)
+        return
+    listed = "; ".join(f"{v['eval_set']}/{v['attack']}: {v['n_correct']} of {v['n']} correct"
+                       for v in violations)
+    message = (f"{where}accuracy at the best epoch {best_epoch} must be exactly 0 on every "
+               f"adversarial set and the fail subset, but {listed}. The AEs were kept on "
+               "other logits than the evaluation computes (other hardware, kernels or "
+               "batches); raise adversarial.min_margin, or set evaluation.nonzero_at_best: "
+               "warn to record it and go on")
+    if on_violation == "warn":
+        log.warning(message)
+        return
+    raise InvariantError(message)

@@ -1,8 +1,10 @@
 """Experiment KNN (paper 000 §4.1): K-NN accuracy against K on every set.
 
 The K-NN of a split memorises the split's training samples, the very ones
-its CNN was trained on (with k-fold splits, train + validation would be the
-same for every split). Its adversarial sets
+its CNN was trained on (``memorise="train"``; with k-fold splits, train +
+validation would be the same for every split), or its training and
+validation samples (``"train_and_validation"``: paper 000 has no validation
+set, so its K-NN memorises all 60,000 / 50,000 training images). Its adversarial sets
 are crafted with the CNN experiment's best snapshot of one regime on the same
 split (the attacks need gradients), from test samples the Z-NN classifies
 correctly, keeping only the AEs the Z-NN misclassifies.
@@ -22,24 +24,41 @@ from .attacks import run_attack
 log = logging.getLogger("advfit")
 
 
-def training_index(split: dict) -> np.ndarray:
-    return np.asarray(split["train"])
+MEMORISE = ("train", "train_and_validation")
+
+
+def training_index(split: dict, memorise: str = "train") -> np.ndarray:
+    """Pooled indices of the samples the K-NN memorises, sorted."""
+    if memorise not in MEMORISE:
+        raise ValueError(f"unknown K-NN memorise choice {memorise!r}; known: {MEMORISE}")
+    if memorise == "train":
+        return np.asarray(split["train"])
+    return np.sort(np.concatenate([split["train"], split["validation"]]))
 
 
 class SplitKnn:
     """The K-NN classifiers (K = 1, 3, ..., Z) of one split, sharing one neighbour index."""
 
     def __init__(self, data, split: dict, z: int, algorithm: str = "brute",
-                 batch_size: int = knn.DEFAULT_BATCH_SIZE, n_jobs: int = 1):
+                 batch_size: int = knn.DEFAULT_BATCH_SIZE, n_jobs: int = 1,
+                 memorise: str = "train", vote_tie: str = "nearest"):
         self.ks = knn.odd_ks(z)
         self.z = z
         self.batch_size = batch_size
-        self.x_train, self.y_train = data.take(training_index(split))
+        self.vote_tie = vote_tie
+        self.x_train, self.y_train = data.take(training_index(split, memorise))
         self.index = knn.NeighbourIndex(self.x_train, algorithm, n_jobs)
+
+    @classmethod
+    def from_spec(cls, data, split: dict, spec: dict, n_jobs: int = 1) -> "SplitKnn":
+        """From the config's ``knn`` section (validated: every key present)."""
+        return cls(data, split, spec["z"], spec["algorithm"], spec["batch_size"], n_jobs,
+                   spec["memorise"], spec["vote_tie"])
 
     def predict(self, x: np.ndarray) -> dict[int, np.ndarray]:
         return knn.knn_predict_all_k(self.x_train, self.y_train, x, self.ks,
-                                     batch_size=self.batch_size, index=self.index)
+                                     batch_size=self.batch_size, index=self.index,
+                                     vote_tie=self.vote_tie)
 
 
 def craft_knn_adversarial_set(model, classifier: SplitKnn, x_test, y_test, test_index,

@@ -8,6 +8,8 @@ every figure. ``save_figure`` writes each figure as PNG and SVG.
 
 from __future__ import annotations
 
+import contextlib
+
 import matplotlib
 
 matplotlib.use("Agg")  # jobs have no display
@@ -298,6 +300,24 @@ def plot_knn_slope_pvalues(tests: pd.DataFrame):
     return fig
 
 
+JITTER_SEED = 0
+
+
+@contextlib.contextmanager
+def seeded_global_numpy(seed: int):
+    """Run a block with NumPy's global generator seeded, then restore its state.
+
+    seaborn's stripplot draws its jitter from ``np.random`` without a seed, so
+    a rerun would move the dots and change the figure's bytes.
+    """
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(state)
+
+
 def _p_text(row) -> str:
     """``Welch p = 0.012``, or ``n/a`` (delta_tests.csv's note says why)."""
     if row is None or row.p_value != row.p_value:  # no test, or p is NaN
@@ -322,8 +342,9 @@ def plot_delta_boxes(deltas: pd.DataFrame, tests: pd.DataFrame):
         sns.boxplot(data=rows, x="delta", y="set", order=order, hue="set", hue_order=order,
                     palette=palette, saturation=0.6, legend=False,
                     showfliers=False, width=0.6, ax=ax)
-        sns.stripplot(data=rows, x="delta", y="set", order=order, color="black", size=4,
-                      jitter=0.15, ax=ax)
+        with seeded_global_numpy(JITTER_SEED):  # seaborn jitters with np.random's global state
+            sns.stripplot(data=rows, x="delta", y="set", order=order, color="black", size=4,
+                          jitter=0.15, ax=ax)
         ax.axvline(0, color="grey", lw=1)
         by_attack = {r.attack: r for r in tests[tests.regime == regime].itertuples()}
         labels = [s if not s.startswith("adversarial (") else

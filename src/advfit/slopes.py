@@ -33,7 +33,9 @@ from scipy import stats
 ACCURACY_REQUIRED = ["dataset", "split", "k", "eval_set", "attack", "n", "accuracy"]
 SLOPE_KEYS = ["dataset", "split", "eval_set", "attack"]
 SLOPE_COLUMNS = SLOPE_KEYS + ["j", "accuracy_j", "accuracy_j2", "slope", "is_infinite", "is_undefined"]
-TEST_COLUMNS = ["dataset", "attack", "j", "test", "statistic", "p_value", "n", "note"]
+TEST_COLUMNS = ["dataset", "attack", "j", "test", "alternative", "statistic", "p_value", "n",
+                "note"]
+ALTERNATIVES = ("two-sided", "greater", "less")
 TESTS = ("welch", "paired")
 EVAL_SET_ORDER = {"train": 0, "test": 1, "fail_subset": 2, "adversarial": 3}
 ADVERSARIAL = "adversarial"
@@ -120,13 +122,17 @@ def _exactly_constant_is_fine(*samples):
         yield
 
 
-def t_test(kind: str, adversarial, fail) -> tuple[float, float, str]:
+def t_test(kind: str, adversarial, fail, alternative: str = "two-sided"
+           ) -> tuple[float, float, str]:
     """(statistic, p-value, note) of one test; NaN and a reason when it cannot be computed.
 
-    ``adversarial`` and ``fail`` are slope samples aligned by split.
+    ``adversarial`` and ``fail`` are slope samples aligned by split;
+    ``alternative`` is scipy's (``greater``: adversarial slopes larger).
     """
     if kind not in TESTS:
         raise ValueError(f"unknown test {kind!r}; known: {TESTS}")
+    if alternative not in ALTERNATIVES:
+        raise ValueError(f"unknown alternative {alternative!r}; known: {ALTERNATIVES}")
     adversarial = np.asarray(adversarial, dtype=float)
     fail = np.asarray(fail, dtype=float)
     if len(adversarial) != len(fail):
@@ -141,17 +147,18 @@ def t_test(kind: str, adversarial, fail) -> tuple[float, float, str]:
             return nan, nan, (f"zero variance in both sets (mean difference {difference:.6g}): "
                               "t-test undefined")
         with _exactly_constant_is_fine(adversarial, fail):
-            result = stats.ttest_ind(adversarial, fail, equal_var=False)
+            result = stats.ttest_ind(adversarial, fail, equal_var=False,
+                                     alternative=alternative)
     else:
         difference = adversarial - fail
         if np.ptp(difference) == 0:
             return nan, nan, (f"zero variance of the paired differences (all {difference[0]:.6g}): "
                               "t-test undefined")
-        result = stats.ttest_rel(adversarial, fail)
+        result = stats.ttest_rel(adversarial, fail, alternative=alternative)
     return float(result.statistic), float(result.pvalue), ""
 
 
-def trend_tests(slopes: pd.DataFrame) -> pd.DataFrame:
+def trend_tests(slopes: pd.DataFrame, alternative: str = "two-sided") -> pd.DataFrame:
     """Welch's and the paired t-test of adversarial vs fail-subset slopes, per dataset, attack, j.
 
     Splits are aligned (inner join on split); ``n`` is the number of splits
@@ -166,16 +173,18 @@ def trend_tests(slopes: pd.DataFrame) -> pd.DataFrame:
             paired = adv.merge(ref, on="split", suffixes=("_adv", "_fail"))
             unpaired = len(adv) + len(ref) - 2 * len(paired)
             for kind in TESTS:
-                statistic, p_value, note = t_test(kind, paired["slope_adv"], paired["slope_fail"])
+                statistic, p_value, note = t_test(kind, paired["slope_adv"], paired["slope_fail"],
+                                                  alternative)
                 if unpaired:
                     note = "; ".join(filter(None, [note, f"{unpaired} splits lack one of the two sets"]))
                 rows.append({"dataset": dataset, "attack": attack, "j": int(j), "test": kind,
-                             "statistic": statistic, "p_value": p_value, "n": len(paired),
+                             "alternative": alternative, "statistic": statistic, "p_value": p_value, "n": len(paired),
                              "note": note})
     return pd.DataFrame(rows, columns=TEST_COLUMNS)
 
 
-def slope_analysis(accuracy: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+def slope_analysis(accuracy: pd.DataFrame, alternative: str = "two-sided"
+                   ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The slopes table and the tests table of a tidy accuracy table."""
     slopes = slopes_table(accuracy)
-    return slopes, trend_tests(slopes)
+    return slopes, trend_tests(slopes, alternative)

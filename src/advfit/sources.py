@@ -619,6 +619,21 @@ def _accept(src: DatasetSource, known: KnownFile, path: Path, verify: bool,
                         f"({known.name}: {digests['sha256']}) in the dataset configuration")
 
 
+def local_folder(src: DatasetSource | str, path: PathLike) -> Path:
+    """The folder of a local copy that holds every file ``src`` needs (checksums unchecked).
+
+    Cheap (no file is read), so that the configuration check can refuse a
+    folder with missing files before any job runs; FileNotFoundError lists them.
+    """
+    src = source(src) if isinstance(src, str) else src
+    folder = _dataset_folder(src, Path(path))
+    missing = [f.name for f in src.files if _locate(folder, f) is None]
+    if missing:
+        raise FileNotFoundError(f"{src.name}: {folder} lacks {', '.join(missing)}; "
+                                f"the folder must hold {', '.join(f.name for f in src.files)}")
+    return folder
+
+
 def resolve_local(name: str, path: PathLike, verify: bool = True,
                   sha256: Mapping[str, str] | None = None) -> VerifiedCopy:
     """Check a user's local copy of built-in dataset ``name``; return its folder and provenance.
@@ -636,12 +651,8 @@ def resolve_local(name: str, path: PathLike, verify: bool = True,
 def resolve_source(src: DatasetSource, path: PathLike, verify: bool = True,
                    sha256: Mapping[str, str] | None = None) -> VerifiedCopy:
     """:func:`resolve_local` for a :class:`DatasetSource` given directly."""
-    folder = _dataset_folder(src, Path(path))
+    folder = local_folder(src, path)
     own = _check_user_sha256(src, sha256)
-    missing = [f.name for f in src.files if _locate(folder, f) is None]
-    if missing:
-        raise FileNotFoundError(f"{src.name}: {folder} lacks {', '.join(missing)}; "
-                                f"the folder must hold {', '.join(f.name for f in src.files)}")
     digests, accepted = {}, {}
     for known in src.files:
         path_found = _locate(folder, known)

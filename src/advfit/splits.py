@@ -4,7 +4,7 @@
 validation set of split i, the official test set is kept as test (paper 002).
 ``shuffle``: repeated stratified shuffles of all data keeping the official
 train/test sizes (paper 000); a stratified fraction of each shuffled training
-part is held out for validation.
+part is held out for validation (none with a fraction of 0, as in paper 000).
 """
 
 from __future__ import annotations
@@ -33,9 +33,12 @@ def shuffle_splits(
     shuffles = StratifiedShuffleSplit(n_splits=n_splits, test_size=n_test, random_state=seed)
     splits = []
     for i, (rest, test) in enumerate(shuffles.split(everything, data.y)):
-        fit, held = train_test_split(
-            rest, test_size=validation_fraction, stratify=data.y[rest], random_state=seed + i
-        )
+        if validation_fraction == 0:  # paper 000: no validation set, M chosen on test accuracy
+            fit, held = rest, rest[:0]
+        else:
+            fit, held = train_test_split(
+                rest, test_size=validation_fraction, stratify=data.y[rest], random_state=seed + i
+            )
         splits.append({"train": np.sort(fit), "validation": np.sort(held), "test": np.sort(test)})
     return splits
 

@@ -300,9 +300,12 @@ def train_regime(model, regime: dict, train, validation, test, snapshot_dir: Pat
     for epoch in range(start, epochs):
         number = epoch + 1
         keras.utils.set_random_seed(epoch_seed(base_seed, number))
-        fit = model.fit(*train, validation_data=validation, initial_epoch=epoch,
-                        epochs=number, batch_size=batch_size, shuffle=True, verbose=0)
-        logs = {key: float(values[-1]) for key, values in fit.history.items()}
+        # An empty validation set (paper 000 has none) gives NaN validation columns.
+        fit = model.fit(*train, validation_data=validation if len(validation[1]) else None,
+                        initial_epoch=epoch, epochs=number, batch_size=batch_size,
+                        shuffle=True, verbose=0)
+        logs = {"val_loss": float("nan"), "val_accuracy": float("nan"),
+                **{key: float(values[-1]) for key, values in fit.history.items()}}
         test_loss, test_accuracy = model.evaluate(*test, batch_size=eval_batch_size, verbose=0)
         row = {"epoch": number, "train_loss": logs["loss"], "train_accuracy": logs["accuracy"],
                "val_loss": logs["val_loss"], "val_accuracy": logs["val_accuracy"],

@@ -108,6 +108,8 @@ rule analyse_deltas:
         "results/logs/analyse_deltas.log",
     conda:
         ENV
+    params:
+        alternative=config["statistics"]["alternative"],
     script:
         "../scripts/analyse_deltas.py"
 

@@ -20,5 +20,8 @@ rule craft_adversarial_set:
         attack=lambda w: config["attacks"][w.attack],
         subset_size=config["attack_subset_size"],
         seed=config["seed"],
+        # The evaluation's batches: the kept AEs fool M as evaluate_snapshots scores them.
+        batch_size=config["evaluation"]["batch_size"],
+        min_margin=config["adversarial"]["min_margin"],
     script:
         "../scripts/craft_adversarial_set.py"

@@ -1,19 +1,3 @@
-import importlib.util
-from pathlib import Path
-
-from snakemake.exceptions import WorkflowError
-
-# The science lives in the advfit package under src/, which the jobs import
-# from the environment (`pip install -e .`, see README). Refuse to start with
-# a missing or foreign copy rather than run code other than this checkout's.
-SRC = Path(workflow.basedir) / "src"
-_spec = importlib.util.find_spec("advfit")
-if _spec is None or Path(_spec.origin).resolve().parent != (SRC / "advfit").resolve():
-    raise WorkflowError(
-        f"the advfit package of this checkout is not installed in this environment "
-        f"(found: {_spec.origin if _spec else 'none'}); run `pip install -e {workflow.basedir}`"
-    )
-
 from advfit.config import ConfigError, validate_config
 
 # Validate before any job is scheduled; the message names the offending key.

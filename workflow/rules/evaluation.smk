@@ -24,5 +24,6 @@ rule evaluate_snapshots:
     params:
         attacks=ATTACKS,
         batch_size=config["evaluation"]["batch_size"],
+        nonzero_at_best=config["evaluation"]["nonzero_at_best"],
     script:
         "../scripts/evaluate_snapshots.py"

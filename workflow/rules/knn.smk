@@ -96,6 +96,8 @@ rule collect_knn_accuracy:
         "results/logs/collect_knn_accuracy.log",
     conda:
         ENV
+    params:
+        alternative=config["statistics"]["alternative"],
     script:
         "../scripts/collect_knn_accuracy.py"
 

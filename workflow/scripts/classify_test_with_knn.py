@@ -8,8 +8,7 @@ with job_log(snakemake.log[0]) as log:
     spec = snakemake.params.knn
     data = PooledData(load_npz(snakemake.input.data))
     split = load_npz(snakemake.input.split)
-    classifier = SplitKnn(data, split, spec["z"], spec["algorithm"], spec["batch_size"],
-                          snakemake.threads)
+    classifier = SplitKnn.from_spec(data, split, spec, snakemake.threads)
     predictions = classifier.predict(data.x[split["test"]])
     log.info("%d test samples classified by the K-NN, K = %s", len(split["test"]), classifier.ks)
     save_npz(snakemake.output[0], **predictions_to_arrays(predictions),

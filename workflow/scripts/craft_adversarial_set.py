@@ -32,9 +32,13 @@ with job_log(snakemake.log[0]) as log:
     # The same test samples for every attack of this split x regime.
     source_seed = job_seed(snakemake.params.seed, w.dataset, w.model, w.regime, w.split, "sources")
     arrays = craft_adversarial_set(model, x_test, y_test, test_index, method, spec,
-                                   snakemake.params.subset_size, seed, source_seed=source_seed)
+                                   snakemake.params.subset_size, seed, source_seed=source_seed,
+                                   batch_size=snakemake.params.batch_size,
+                                   min_margin=snakemake.params.min_margin)
     meta = {"attack": w.attack, "method": method, "params": spec,
             "best_epoch": best["best_epoch"], "subset_size": snakemake.params.subset_size,
+            "min_margin": snakemake.params.min_margin,
+            "evaluation_batch_size": snakemake.params.batch_size,
             "seed": seed, "source_seed": source_seed, "device": device, "versions": versions()}
     save_npz(snakemake.output[0], **arrays, best_epoch=best["best_epoch"],
              meta=meta_to_array(meta))

@@ -28,7 +28,7 @@ with job_log(snakemake.log[0]) as log:
     best = load_json(snakemake.input.best)
     model = build_model(snakemake.params.model, data.x.shape[1:], data.n_classes)
     model.load_weights(Path(snakemake.input.snapshots) / best["snapshot"])
-    classifier = SplitKnn(data, split, spec["z"], spec["algorithm"], spec["batch_size"])
+    classifier = SplitKnn.from_spec(data, split, spec)
     attack = dict(snakemake.params.attack)
     method = attack.pop("method")
     x_test, y_test = data.take(split["test"])

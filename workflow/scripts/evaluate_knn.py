@@ -10,8 +10,7 @@ with job_log(snakemake.log[0]) as log:
     spec = snakemake.params.knn
     data = PooledData(load_npz(snakemake.input.data))
     split = load_npz(snakemake.input.split)
-    classifier = SplitKnn(data, split, spec["z"], spec["algorithm"], spec["batch_size"],
-                          snakemake.threads)
+    classifier = SplitKnn.from_spec(data, split, spec, snakemake.threads)
     test_predictions = arrays_to_predictions(load_npz(snakemake.input.test_predictions))
     adversarial = {name: load_npz(path)
                    for name, path in zip(snakemake.params.attacks, snakemake.input.adversarial)}

@@ -14,7 +14,7 @@ with job_log(snakemake.log[0]) as log:
     import pandas as pd
 
     from advfit.datasets import PooledData
-    from advfit.evaluation import evaluate_split
+    from advfit.evaluation import check_zero_at_best, evaluate_split
     from advfit.io import load_json, load_npz, meta_to_array, save_csv, save_npz
     from advfit.training import recorded_training_labels
 
@@ -31,12 +31,14 @@ with job_log(snakemake.log[0]) as log:
         data.n_classes)
     rows, fail_index = evaluate_split(
         w.model, data, split, snakemake.input.snapshots, best["best_epoch"], adversarial,
-        batch_size=snakemake.params.batch_size, train_labels=train_labels)
+        batch_size=snakemake.params.batch_size, train_labels=train_labels,
+        nonzero_at_best=snakemake.params.nonzero_at_best)
     table = pd.DataFrame(rows)
     for i, (key, value) in enumerate([("dataset", w.dataset), ("model", w.model),
                                       ("regime", w.regime), ("split", w.split)]):
         table.insert(i, key, value)
     save_npz(snakemake.output.fail_subset, source_index=fail_index,
              y=data.y[fail_index], best_epoch=best["best_epoch"],
-             meta=meta_to_array({"best_epoch": best["best_epoch"], "n": len(fail_index)}))
+             meta=meta_to_array({"best_epoch": best["best_epoch"], "n": len(fail_index),
+                                 "nonzero_at_best": check_zero_at_best(rows, best["best_epoch"])}))
     save_csv(snakemake.output.accuracy, table)
