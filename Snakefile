@@ -25,6 +25,7 @@ include: "workflow/rules/evaluation.smk"
 include: "workflow/rules/aggregation.smk"
 include: "workflow/rules/knn.smk"
 include: "workflow/rules/metrics.smk"
+include: "workflow/rules/trajectory.smk"
 
 
 rule all:

@@ -69,6 +69,9 @@ def _describe(error) -> str:
         what = error.instance.get("name", "this choice")
         return (f"config key '{key}.{present[0] if present else '?'}': does not apply to "
                 f"{what}")
+    if error.validator == "oneOf" and "description" in error.schema:
+        return (f"config key '{key}': {error.instance!r} is none of the allowed forms: "
+                f"{error.schema['description']}")
     if error.validator == "enum":
         return f"config key '{key}': {error.instance!r} is not one of {error.validator_value}"
     return f"config key '{key}': {error.message}"
@@ -168,6 +171,7 @@ def _semantic_problems(config: dict) -> list[str]:
     for name, attack in config["attacks"].items():
         problems += budget_problems(f"attacks.{name}", attack, info.image_shape)
     problems += _knn_problems(config)
+    problems += _trajectory_problems(config, info)
     metrics = config.get("robustness_metrics")
     if metrics and metrics["n_points"] > info.n_test:
         problems.append(f"config key 'robustness_metrics.n_points': {metrics['n_points']} is "
@@ -222,6 +226,34 @@ def _validation_problems(config: dict) -> list[str]:
         return ["config key 'splits.validation_fraction': 0 leaves no validation set, so "
                 "best_snapshot.metric must be test_accuracy (paper 000), not val_accuracy"]
     return []
+
+
+def _trajectory_problems(config: dict, info) -> list[str]:
+    """The white-box and transfer-matrix sections: known attacks, epochs that exist."""
+    problems = []
+    last_epochs = {name: r["epochs"] for name, r in config["regimes"].items()}
+    for section, choice_key in (("snapshot_attacks", "snapshots"),
+                                ("transfer_matrix", "craft_epochs")):
+        spec = config.get(section)
+        if not spec:
+            continue
+        for name in spec.get("attacks", []):
+            if name not in config["attacks"]:
+                problems.append(f"config key '{section}.attacks': unknown attack {name!r}; "
+                                f"defined: {', '.join(config['attacks'])}")
+        choice = spec.get(choice_key, "all")
+        if isinstance(choice, list):
+            shortest = min(last_epochs, key=last_epochs.get)
+            beyond = [e for e in choice if e > last_epochs[shortest]]
+            if beyond:
+                problems.append(f"config key '{section}.{choice_key}': epochs {beyond} are past "
+                                f"the last epoch of regime {shortest} "
+                                f"({last_epochs[shortest]}); epochs run from 1 to E")
+        if section == "snapshot_attacks" and spec["n_points"] > info.n_test:
+            problems.append(f"config key 'snapshot_attacks.n_points': {spec['n_points']} is "
+                            f"larger than the test set of {config['dataset']['name']} "
+                            f"({info.n_test} samples)")
+    return problems
 
 
 def _knn_problems(config: dict) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -40,8 +41,16 @@ def traced_forward(model):
     """
     import tensorflow as tf
 
-    spec = tf.TensorSpec([None, *model.input_shape[1:]], tf.float32)
-    return tf.function(lambda x: model(x, training=False), input_signature=[spec])
+    # One trace per model object: it holds no randomness, and the snapshot
+    # loops call it once per snapshot and set.
+    if model not in _FORWARD:
+        spec = tf.TensorSpec([None, *model.input_shape[1:]], tf.float32)
+        own = weakref.ref(model)  # the cache must not keep the model alive
+        _FORWARD[model] = tf.function(lambda x: own()(x, training=False), input_signature=[spec])
+    return _FORWARD[model]
+
+
+_FORWARD: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 def predict_logits(forward, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:

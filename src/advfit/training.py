@@ -39,6 +39,16 @@ def snapshot_name(epoch: int) -> str:
     return f"epoch_{epoch:03d}.weights.h5"
 
 
+def list_snapshots(snapshot_dir) -> dict[int, Path]:
+    """Epoch -> snapshot file of a snapshot folder, epochs ascending (any number of digits)."""
+    found = {}
+    for path in Path(snapshot_dir).glob("epoch_*.weights.h5"):
+        match = re.fullmatch(r"epoch_(\d+)\.weights\.h5", path.name)
+        if match:
+            found[int(match.group(1))] = path
+    return dict(sorted(found.items()))
+
+
 def state_name(epoch: int) -> str:
     return f"epoch_{epoch:03d}.state.npz"
 

@@ -104,6 +104,41 @@ def knn_outputs():
     ] + figures("knn_train_test_vs_k", "knn_accuracy_vs_k", "knn_slope_pvalues")
 
 
+SNAPSHOT_ATTACKS = (config.get("snapshot_attacks") or {}).get("attacks", [])
+TRANSFER_SPEC = config.get("transfer_matrix") or {}
+TRANSFER_ATTACKS = list(TRANSFER_SPEC.get("attacks", ATTACKS)) if TRANSFER_SPEC else []
+
+
+def whitebox_tables():
+    """Every split x regime x white-box attack's table (none without snapshot_attacks)."""
+    return [
+        f"{RUN}/whitebox/{{attack}}.csv".format(**run, attack=attack)
+        for run in runs()
+        for attack in SNAPSHOT_ATTACKS
+    ]
+
+
+def transfer_tables():
+    return [
+        f"{RUN}/transfer/{{attack}}.csv".format(**run, attack=attack)
+        for run in runs()
+        for attack in TRANSFER_ATTACKS
+    ]
+
+
+def trajectory_outputs():
+    outputs = []
+    if SNAPSHOT_ATTACKS:
+        outputs += [
+            "results/tables/whitebox.csv",
+            "results/tables/whitebox_summary.csv",
+            "results/tables/delta_tests_by_view.csv",
+        ] + figures("transfer_vs_whitebox")
+    if TRANSFER_ATTACKS:
+        outputs += ["results/tables/transfer_matrix.csv"] + figures("transfer_matrix")
+    return outputs
+
+
 def metric_outputs():
     if not config.get("robustness_metrics"):
         return []
@@ -114,6 +149,7 @@ def final_outputs():
     return (
         knn_outputs()
         + metric_outputs()
+        + trajectory_outputs()
         + [
             "results/tables/accuracy.csv",
             "results/tables/accuracy_summary.csv",

@@ -1,0 +1,133 @@
+"""End to end: the white-box view and the transfer matrix on a tiny digits run,
+their invariants, and a white-box job killed mid-sweep resuming to the same bytes."""
+
+from __future__ import annotations
+
+import copy
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from advfit.io import read_table
+
+from conftest import ROOT, run_snakemake
+
+TINY = {
+    "seed": 3,
+    "dataset": {"name": "digits"},
+    "model": {"name": "lenet5"},
+    "splits": {"method": "kfold", "n_splits": 2},
+    "regimes": {"overfit": {"optimizer": "adam", "learning_rate": 0.01, "batch_size": 64,
+                            "epochs": 5}},
+    "best_snapshot": {"metric": "val_accuracy"},
+    "attacks": {"fgsm": {"eps": 0.1},
+                "pgd": {"eps": 0.1, "eps_iter": 0.025, "nb_iter": 10}},
+    "attack_subset_size": 50,
+    "snapshot_attacks": {"attacks": ["pgd", "fgsm"], "n_points": 60},
+    "transfer_matrix": {"attacks": ["fgsm"], "craft_epochs": [3]},
+}
+TABLES = ["whitebox.csv", "whitebox_summary.csv", "delta_tests_by_view.csv",
+          "transfer_matrix.csv"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("views")
+    done = run_snakemake(workdir, config=TINY)
+    assert done.returncode == 0, done.stderr[-5000:]
+    return workdir
+
+
+@pytest.mark.e2e
+def test_whitebox_rows_hold_their_invariants(run):
+    table = read_table(run / "results/tables/whitebox.csv")
+    assert len(table) == 2 * 2 * 5  # splits x attacks x every snapshot
+    assert (table.robust_accuracy <= table.clean_accuracy).all()
+    assert (table.n_points == 60).all()
+    for (split, epoch), rows in table.groupby(["split", "epoch"]):
+        by_attack = rows.set_index("attack")
+        # same points, same snapshot: the same clean accuracy for both attacks
+        assert by_attack.clean_accuracy["pgd"] == by_attack.clean_accuracy["fgsm"]
+    mean = table.groupby("attack").robust_accuracy.mean()
+    assert mean["pgd"] <= mean["fgsm"]
+    assert table.linf_median[table.n_success > 0].max() <= 0.1 + 1e-6
+    assert table.groupby("split").is_best.apply(lambda s: (s.astype(str) == "True").sum() == 2).all()
+
+
+@pytest.mark.e2e
+def test_transfer_matrix_agrees_with_the_adversarial_sets(run):
+    matrix = read_table(run / "results/tables/transfer_matrix.csv")
+    accuracy = read_table(run / "results/tables/accuracy.csv")
+    best = read_table(run / "results/tables/best_snapshots.csv").set_index("split")["best_epoch"]
+    diagonal = matrix[matrix.craft_epoch == matrix.eval_epoch]
+    assert (diagonal.n_correct == 0).all() and (diagonal.n > 0).all()
+    for split, m in best.items():
+        crafted = set(matrix[matrix.split == split].craft_epoch)
+        assert crafted == {1, 3, m, 5}
+        row_m = matrix[(matrix.split == split) & (matrix.craft_epoch == m)]
+        replayed = accuracy[(accuracy.split == split) & (accuracy.eval_set == "adversarial")
+                            & (accuracy.attack == "fgsm")]
+        assert row_m.set_index("eval_epoch")[["n", "n_correct"]].to_dict() == \
+            replayed.set_index("epoch")[["n", "n_correct"]].to_dict()
+
+
+@pytest.mark.e2e
+def test_the_views_reach_the_report(run):
+    done = run_snakemake(run, "--report", "results/report.html")
+    assert done.returncode == 0, done.stderr[-3000:]
+    html = (run / "results/report.html").read_text(errors="replace")
+    for name in ("transfer_vs_whitebox.png", "transfer_matrix.png", "whitebox.csv",
+                 "delta_tests_by_view.csv"):
+        assert name in html, name
+
+
+def _snakemake(workdir: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"),
+            "--directory", str(workdir), "--configfile", str(workdir / "config.yaml"),
+            "--cores", "2", *args]
+
+
+def _kill_when(workdir: Path, ready) -> None:
+    proc = subprocess.Popen(_snakemake(workdir), start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 600
+    try:
+        while not ready():
+            assert proc.poll() is None, "the run ended before the kill"
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        for _ in range(100):
+            try:
+                os.killpg(proc.pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.05)
+
+
+@pytest.mark.e2e
+def test_a_killed_whitebox_sweep_resumes_to_the_same_tables(run, tmp_path):
+    config = copy.deepcopy(TINY)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    chunks = "results/digits/lenet5/overfit/split*/whitebox/*.partial/epoch_002.npz"
+    _kill_when(tmp_path, lambda: list(tmp_path.glob(chunks)))
+    left = list(tmp_path.glob("results/digits/lenet5/overfit/split*/whitebox/*.partial"))
+    assert left, "the kill left no partial white-box sweep"
+    for args in (["--unlock"], []):
+        done = subprocess.run(_snakemake(tmp_path, *args), capture_output=True, text=True,
+                              timeout=900)
+        assert done.returncode == 0, done.stderr[-4000:]
+    logs = "".join(p.read_text() for p in tmp_path.glob("results/logs/**/attack_snapshots_*.log"))
+    assert "read back from" in logs  # the resumed job reused what the killed one saved
+    for table in TABLES:
+        assert (tmp_path / "results/tables" / table).read_bytes() == \
+            (run / "results/tables" / table).read_bytes(), table
+    assert not list(tmp_path.glob("results/**/*.partial"))

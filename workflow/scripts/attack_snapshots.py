@@ -1,0 +1,84 @@
+# A model job: hand this script to the run's warm interpreter, which has
+# TensorFlow imported already (advfit.warm); it continues here otherwise.
+from advfit.warm import handoff
+
+handoff()
+
+from advfit.jobs import job_log
+
+with job_log(snakemake.log[0]) as log:
+    import shutil
+    from pathlib import Path
+
+    from advfit import runtime
+    from advfit.seeds import job_seed
+
+    w = snakemake.wildcards
+    device = runtime.configure(snakemake.threads)
+
+    import keras
+    import pandas as pd
+
+    from advfit.adversarial import target_labels
+    from advfit.attacks import run_attack
+    from advfit.datasets import PooledData
+    from advfit.io import load_json, load_npz, meta_to_array, save_csv, save_npz, versions
+    from advfit.models import build_model
+    from advfit.trajectory import (attack_snapshot, chosen_epochs, chunked, fingerprint,
+                                   point_sample, stack_chunks, whitebox_row)
+    from advfit.training import list_snapshots
+
+    spec = snakemake.params.spec
+    data = PooledData(load_npz(snakemake.input.data))
+    split = load_npz(snakemake.input.split)
+    best = load_json(snakemake.input.best)["best_epoch"]
+    snapshots = list_snapshots(snakemake.input.snapshots)
+    epochs = chosen_epochs(spec["snapshots"], list(snapshots), best)
+    # One sample of test points per split: the same for every regime and snapshot.
+    points_seed = job_seed(snakemake.params.seed, w.dataset, w.split, "snapshot_attacks")
+    points = point_sample(split["test"], spec["n_points"], points_seed)
+    x, y = data.take(points)
+    attack = dict(snakemake.params.attack)
+    method = attack.pop("method")
+    target = attack.pop("target", "none")
+    model = build_model(w.model, data.x.shape[1:], data.n_classes)
+
+    def compute(epoch):
+        # Seeded per snapshot, so a resumed job draws what an uninterrupted one did.
+        seed = job_seed(snakemake.params.seed, w.dataset, w.model, w.regime, w.split, w.attack,
+                        "snapshot", epoch)
+        keras.utils.set_random_seed(seed)
+        model.load_weights(snapshots[epoch])
+
+        def run(xa, ya):
+            y_target = target_labels(ya, data.n_classes, target, seed)
+            return run_attack(method, model, xa, ya, attack, y_target=y_target)
+
+        arrays = attack_snapshot(model, x, y, run, snakemake.params.batch_size,
+                                 snakemake.params.l2_convention)
+        log.info("epoch %d: clean %.3f, robust %.3f", epoch, arrays["clean"].mean(),
+                 arrays["robust"].mean())
+        return arrays
+
+    out = Path(snakemake.output.table)
+    staging = out.with_name(out.stem + ".partial")
+    stamp = fingerprint(method=method, attack=attack, target=target, points=points,
+                        seed=snakemake.params.seed, l2=snakemake.params.l2_convention,
+                        batch_size=snakemake.params.batch_size,
+                        snapshots={e: snapshots[e].stat().st_mtime_ns for e in epochs})
+    chunks = chunked(staging, epochs, compute, stamp)
+    table = pd.DataFrame([whitebox_row(e, chunks[e]) for e in epochs])
+    for i, (key, value) in enumerate([("dataset", w.dataset), ("model", w.model),
+                                      ("regime", w.regime), ("split", int(w.split)),
+                                      ("attack", w.attack)]):
+        table.insert(i, key, value)
+    table.insert(6, "is_best", table["epoch"] == best)
+    table.insert(7, "is_last", table["epoch"] == max(snapshots))
+    table["l2_convention"] = snakemake.params.l2_convention
+    meta = {"attack": w.attack, "method": method, "params": attack, "target": target,
+            "best_epoch": best, "points_seed": points_seed, "device": device,
+            "versions": versions()}
+    save_npz(snakemake.output.arrays, **stack_chunks(chunks), source_index=points, y=y,
+             meta=meta_to_array(meta))
+    save_csv(out, table)
+    shutil.rmtree(staging, ignore_errors=True)

@@ -1,0 +1,22 @@
+from advfit.jobs import job_log
+
+with job_log(snakemake.log[0]) as log:
+    import pandas as pd
+
+    from advfit.io import read_table, save_csv
+    from advfit.plots import save_figure
+    from advfit.view_plots import plot_transfer_vs_whitebox
+    from advfit.views import summarise_whitebox, view_delta_tests, view_deltas
+
+    table = pd.concat([read_table(p) for p in snakemake.input.whitebox], ignore_index=True)
+    table = table.sort_values(["dataset", "model", "regime", "split", "attack", "epoch"])
+    accuracy = read_table(snakemake.input.accuracy)
+    best = read_table(snakemake.input.best)
+    deltas = view_deltas(accuracy, table, best)
+    tests = view_delta_tests(deltas, snakemake.params.alternative)
+    log.info("%d white-box rows, %d tests", len(table), len(tests))
+    save_csv(snakemake.output.table, table)
+    save_csv(snakemake.output.summary, summarise_whitebox(table))
+    save_csv(snakemake.output.tests, tests)
+    save_figure(plot_transfer_vs_whitebox(accuracy, table, best), snakemake.output.figure,
+                snakemake.output.figure_svg)
