@@ -12,7 +12,7 @@ import logging
 
 import numpy as np
 
-from .attacks import run_attack
+from .attacks import AttackSpec, craft
 
 log = logging.getLogger("advfit")
 
@@ -45,21 +45,20 @@ def target_labels(y: np.ndarray, n_classes: int, choice: str, seed: int) -> np.n
     raise ValueError(f"unknown target choice {choice!r}; known: none, random, next")
 
 
-def attack_and_keep(model, x: np.ndarray, y: np.ndarray, method: str, params: dict, seed: int,
+def attack_and_keep(model, x: np.ndarray, y: np.ndarray, attack: AttackSpec, seed: int,
                     batch_size: int = 1024):
     """Run one attack; return the AEs, the best snapshot's predictions, the success
     mask (misclassified, or for a targeted attack classified as its target) and
     the targets (None when untargeted)."""
-    params = dict(params)
-    y_target = target_labels(y, int(model.output_shape[-1]), params.pop("target", "none"), seed)
-    x_adv = run_attack(method, model, x, y, params, y_target=y_target)
+    y_target = target_labels(y, int(model.output_shape[-1]), attack.target, seed)
+    x_adv = craft(attack, model, x, y, seed=seed, y_target=y_target)
     predicted = predict_labels(model, x_adv, batch_size)
     success = predicted != y if y_target is None else predicted == y_target
     return x_adv, predicted, success, y_target
 
 
 def craft_adversarial_set(model, x_test: np.ndarray, y_test: np.ndarray, test_index: np.ndarray,
-                          method: str, params: dict, subset_size: int, seed: int,
+                          attack: AttackSpec, subset_size: int, seed: int,
                           batch_size: int = 1024, source_seed: int | None = None
                           ) -> dict[str, np.ndarray]:
     """Attack the best snapshot ``model``; return the arrays of the adversarial set.
@@ -73,11 +72,11 @@ def craft_adversarial_set(model, x_test: np.ndarray, y_test: np.ndarray, test_in
     correct = np.flatnonzero(predicted == y_test)
     sources = choose_sources(correct, subset_size, seed if source_seed is None else source_seed)
     log.info("%s: attacking %d of %d correctly classified test samples",
-             method, len(sources), len(correct))
+             attack.label, len(sources), len(correct))
     x_adv, adv_predicted, fooled, y_target = attack_and_keep(
-        model, x_test[sources], y_test[sources], method, params, seed, batch_size)
+        model, x_test[sources], y_test[sources], attack, seed, batch_size)
     log.info("%s: %d of %d AEs fool the best snapshot (success rate %.3f)",
-             method, int(fooled.sum()), len(sources), fooled.mean() if len(sources) else 0.0)
+             attack.label, int(fooled.sum()), len(sources), fooled.mean() if len(sources) else 0.0)
     arrays = {
         "x": x_adv[fooled].astype(np.float32),
         "y": y_test[sources][fooled],

@@ -16,6 +16,7 @@ import yaml
 from jsonschema import Draft202012Validator, validators
 
 from .datasets import dataset_info
+from .plugin_check import plugin_problems
 
 SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
 
@@ -141,6 +142,8 @@ def _semantic_problems(config: dict) -> list[str]:
             problems.append(f"config key 'attacks.{name}.eps_iter': {attack['eps_iter']} "
                             f"is larger than eps ({attack['eps']})")
     problems += _knn_problems(config)
+    if not problems:  # the custom model and plugin attacks, checked in a child process
+        problems += plugin_problems(config, info.image_shape, info.n_classes)
     metrics = config.get("robustness_metrics")
     if metrics and metrics["n_points"] > info.n_test:
         problems.append(f"config key 'robustness_metrics.n_points': {metrics['n_points']} is "
