@@ -56,7 +56,9 @@ def load_callable(ref: str, key: str) -> Callable:
     path = source_path(ref, key)
     try:
         if target.endswith(".py"):
-            module_name = f"advfit_plugin_{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]}"
+            # one module per file path, so two plugins named alike do not collide
+            digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
+            module_name = f"advfit_plugin_{digest}"
             module = sys.modules.get(module_name)
             if module is None:
                 spec = importlib.util.spec_from_file_location(module_name, path)
