@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from advfit.datasets import PooledData
 from advfit.io import array_to_meta, load_json, load_npz, read_table
 
 from conftest import ROOT, run_snakemake
@@ -92,6 +93,7 @@ def test_custom_model_and_plugin_attack_run_end_to_end(custom_run):
     assert set(table.model) == {"custom"}
     assert set(table.attack) == {"none", "fgsm", "square"}
     best = pd.read_csv(custom_run / "results/tables/best_snapshots.csv")
+    data = PooledData(load_npz(custom_run / "results/digits/data.npz"))
     for split in (0, 1):
         run = custom_run / f"results/digits/custom/overfit/split{split}"
         training = load_json(run / "training.json")
@@ -105,7 +107,7 @@ def test_custom_model_and_plugin_attack_run_end_to_end(custom_run):
         assert meta["params"] == {"function": "square_attack.py:attack",
                                   "params": {"eps": 0.2, "max_iter": 20}}
         assert int(square["n_success"]) == len(square["x"]) > 0
-        original = load_npz(custom_run / "results/digits/data.npz")["x"][square["source_index"]]
+        original = data.x[square["source_index"]]
         assert np.abs(square["x"] - original).max() <= 0.2 + 1e-6  # inside the eps-ball
         epoch = int(best[best.split == split].best_epoch.iloc[0])
         at_best = table[(table.split == split) & (table.epoch == epoch)
@@ -113,7 +115,12 @@ def test_custom_model_and_plugin_attack_run_end_to_end(custom_run):
         assert at_best.accuracy.tolist() == [0.0]
     knn = read_table(custom_run / "results/tables/knn_accuracy.csv")
     assert {"fgsm", "square"} <= set(knn.attack)
-    assert (knn[(knn.attack == "square") & (knn.k == 3)].accuracy == 0).all()
+    rows = knn[(knn.attack == "square") & (knn.k == 3)]
+    assert len(rows) == 2 and (rows[rows.n > 0].accuracy == 0).all()  # kept: fool the 3-NN
+    for split in (0, 1):
+        square = load_npz(custom_run / f"results/digits/knn/split{split}/adversarial/square.npz")
+        assert array_to_meta(square["meta"])["method"] == "plugin"
+        assert int(square["n_tried"]) > 0 and len(square["x"]) == rows.n.iloc[split]
 
 
 @pytest.mark.e2e
@@ -143,8 +150,9 @@ def _config_with(model=None, attack=None) -> dict:
     config.pop("knn")
     if model is not None:
         config["model"] = model
-    if attack is not None:
+    if attack is not None:  # with a registry model, so that only the attack is checked
         config["attacks"] = {"mine": attack}
+        config["model"] = {"name": "lenet5"}
     return config
 
 
