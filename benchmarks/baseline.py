@@ -70,6 +70,7 @@ def run(configfile: Path, threads: int, outdir: Path) -> None:
         import pandas as pd
 
         from advfit.adversarial import craft_adversarial_set
+        from advfit.attacks import AttackSpec
         from advfit.aggregate import collect_accuracy, summarise_accuracy, summarise_distances
         from advfit.config import load_config
         from advfit.datasets import PooledData, read_dataset
@@ -121,13 +122,12 @@ def run(configfile: Path, threads: int, outdir: Path) -> None:
                     keras.utils.set_random_seed(seed)
                     model = build_model(model_name, data.x.shape[1:], data.n_classes)
                     model.load_weights(run_dir / "snapshots" / snapshot_name(best))
-                    params = dict(attack_spec)
-                    method = params.pop("method")
+                    spec = AttackSpec.from_config(attack, attack_spec)
                     x_test, y_test = data.take(split["test"])
                     source_seed = job_seed(cfg["seed"], dataset, model_name, regime, i,
                                            "sources")
                     sets[attack] = craft_adversarial_set(
-                        model, x_test, y_test, split["test"], method, params,
+                        model, x_test, y_test, split["test"], spec,
                         cfg["attack_subset_size"], seed, source_seed=source_seed)
                     sets[attack]["best_epoch"] = best
                     adversarial[(regime, i, attack)] = sets[attack]
@@ -182,12 +182,11 @@ def run(configfile: Path, threads: int, outdir: Path) -> None:
                     keras.utils.set_random_seed(seed)
                     model = build_model(model_name, data.x.shape[1:], data.n_classes)
                     model.load_weights(snapshots / snapshot_name(best))
-                    params = dict(cfg["attacks"][attack])
-                    method = params.pop("method")
+                    spec = AttackSpec.from_config(attack, cfg["attacks"][attack])
                     x_test, y_test = data.take(split["test"])
                     knn_sets[attack] = craft_knn_adversarial_set(
                         model, classifier, x_test, y_test, split["test"],
-                        test_predictions[knn_spec["z"]], method, params,
+                        test_predictions[knn_spec["z"]], spec,
                         cfg["attack_subset_size"], seed,
                         source_seed=job_seed(cfg["seed"], dataset, "knn", i, "sources"))
             with phase("knn: evaluate"):

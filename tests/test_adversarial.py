@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from advfit.adversarial import choose_sources, craft_adversarial_set, predict_labels
-from advfit.attacks import fgsm, pgd
+from advfit.attacks import AttackSpec, fgsm, pgd
 from advfit.training import snapshot_name
 
 
@@ -41,8 +41,9 @@ def test_pgd_respects_bound_and_beats_fgsm(best_model, digits):
 def test_adversarial_set_fools_the_best_snapshot_entirely(best_model, digits):
     test_index = digits.official_test
     x_test, y_test = digits.take(test_index)
-    adv = craft_adversarial_set(best_model, x_test, y_test, test_index, "fgsm",
-                                {"eps": 0.2}, subset_size=150, seed=0)
+    adv = craft_adversarial_set(best_model, x_test, y_test, test_index,
+                                AttackSpec.from_config("fgsm", {"eps": 0.2}), subset_size=150,
+                                seed=0)
     assert adv["n_tried"] == 150
     assert adv["n_success"] == len(adv["x"]) > 50
     assert np.all(predict_labels(best_model, adv["x"]) != adv["y"])  # accuracy exactly 0

@@ -8,7 +8,8 @@ import pytest
 
 from advfit import attacks
 from advfit.adversarial import predict_labels
-from advfit.attacks import ATTACK_DEFAULTS, ATTACK_PARAMS, ATTACKS, TARGETED, run_attack
+from advfit.attacks import (ATTACK_DEFAULTS, ATTACK_PARAMS, ATTACKS, TARGETED, AttackSpec,
+                            run_attack)
 from advfit.training import snapshot_name
 
 N_SAMPLES = 30
@@ -57,33 +58,47 @@ def check_images(x_adv, x):
 # --- parameter descriptions -------------------------------------------------
 
 @pytest.mark.parametrize("method", sorted(ATTACKS))
-def test_param_specs_match_the_signatures(method):
-    signature = inspect.signature(ATTACKS[method])
+def test_each_default_is_declared_once(method):
+    """The function's keywords are the declared parameters, none with a default of its own."""
+    signature = inspect.signature(ATTACKS[method].__wrapped__)
     keywords = {name: p for name, p in signature.parameters.items()
                 if p.kind is inspect.Parameter.KEYWORD_ONLY and name != "y_target"}
     assert set(keywords) == set(ATTACK_PARAMS[method])
+    assert all(p.default is inspect.Parameter.empty for p in keywords.values())
     for name, spec in ATTACK_PARAMS[method].items():
-        default = keywords[name].default
         if spec.required:
-            assert default is inspect.Parameter.empty and name not in ATTACK_DEFAULTS[method]
+            assert name not in ATTACK_DEFAULTS[method]
         else:
-            assert default == spec.default == ATTACK_DEFAULTS[method][name]
-            if spec.minimum is not None and default is not None:
-                assert default >= spec.minimum
+            assert ATTACK_DEFAULTS[method][name] == spec.default
+            if spec.minimum is not None and spec.default is not None:
+                assert spec.default >= spec.minimum
             if spec.enum is not None:
-                assert default in spec.enum
+                assert spec.default in spec.enum
     assert ("y_target" in signature.parameters) == (method in TARGETED)
 
 
-def test_resolve_params_fills_defaults_and_names_mistakes():
-    assert attacks.resolve_params("deepfool", {"max_iter": 5}) == {
-        "max_iter": 5, "nb_grads": None, "overshoot": 0.02, "batch_size": 128}
+def test_defaults_are_filled_in_and_mistakes_named(model, correct):
+    x, y = correct
+    # deepfool with only max_iter given runs with the declared nb_grads, overshoot, batch_size
+    assert attacks.deepfool(model, x[:3], y[:3], max_iter=5).shape == x[:3].shape
     with pytest.raises(ValueError, match="unknown parameter.*'epsilon'"):
-        attacks.resolve_params("deepfool", {"epsilon": 0.1})
+        attacks.deepfool(model, x, y, epsilon=0.1)
     with pytest.raises(ValueError, match="missing parameter.*'eps_iter'"):
-        attacks.resolve_params("pgd", {"eps": 0.1, "nb_iter": 3})
-    with pytest.raises(ValueError, match="unknown attack method"):
-        attacks.resolve_params("cw", {})
+        attacks.pgd(model, x, y, eps=0.1, nb_iter=3)
+    with pytest.raises(ValueError, match="deepfool has no targeted form"):
+        run_attack("deepfool", model, x, y, {}, y_target=(y + 1) % 10)
+
+
+def test_an_attack_entry_is_normalised_once():
+    spec = AttackSpec.from_config("pgd_next", {"method": "pgd", "eps": 0.1, "eps_iter": 0.01,
+                                               "nb_iter": 3, "target": "next"})
+    assert (spec.method, spec.target) == ("pgd", "next")
+    assert spec.params == {"eps": 0.1, "eps_iter": 0.01, "nb_iter": 3}
+    assert spec.record == {"eps": 0.1, "eps_iter": 0.01, "nb_iter": 3, "target": "next"}
+    plugin = AttackSpec.from_config("mine", {"method": "plugin", "function": "a.py:f",
+                                             "params": {"k": 1}})
+    assert (plugin.method, plugin.function, plugin.params, plugin.target, plugin.label) == (
+        "plugin", "a.py:f", {"k": 1}, "none", "a.py:f")
 
 
 # --- the ART classifier -------------------------------------------------------
@@ -247,11 +262,13 @@ def test_a_too_weak_attack_is_reported(model, correct, caplog):
 def test_broken_output_raises(model, correct):
     x, y = correct
     with pytest.raises(RuntimeError, match="non-finite"):
-        attacks._finish("demo", model, x, np.full_like(x, np.nan), y, None)
+        attacks.finish("demo", model, x, np.full_like(x, np.nan), y, None)
     with pytest.raises(RuntimeError, match="outside"):
-        attacks._finish("demo", model, x, x + 0.5, y, None)
+        attacks.finish("demo", model, x, x + 0.5, y, None)
     with pytest.raises(RuntimeError, match="shape"):
-        attacks._finish("demo", model, x, x[:1], y, None)
+        attacks.finish("demo", model, x, x[:1], y, None)
+    with pytest.raises(RuntimeError, match="dtype int64"):
+        attacks.finish("demo", model, x, (x > 0.5).astype(np.int64), y, None)
 
 
 def test_run_attack_rejects_unknown_methods(model, correct):

@@ -1,6 +1,7 @@
 """The configuration is checked before any job runs; every error names its key."""
 
 import pytest
+import yaml
 
 from advfit.config import ConfigError, load_config, validate_config
 
@@ -238,3 +239,27 @@ def test_metric_sample_larger_than_test_set_is_rejected(default_config):
     default_config["robustness_metrics"] = {"n_points": 361, "metrics": {"loss_sensitivity": {}}}
     with pytest.raises(ConfigError, match=r"'robustness_metrics.n_points': 361 is larger"):
         validate_config(default_config)
+
+
+def test_readme_attack_table_shows_the_declared_defaults(root):
+    """The README's table repeats the defaults for readers; it must say what the code does."""
+    import re
+
+    from advfit.attacks import ATTACK_PARAMS
+
+    checked = set()
+    for line in (root / "README.md").read_text().splitlines():
+        row = re.match(r"^\| `(\w+)` \| .* \| ([^|]*) \|$", line)
+        if not row or row.group(1) not in ATTACK_PARAMS:
+            continue
+        method, cell = row.groups()
+        shown = dict(re.findall(r"`(\w+)` ([^,`]+)", cell))
+        declared = ATTACK_PARAMS[method]
+        for name, value in shown.items():
+            if value.startswith("(required)"):
+                assert declared[name].required, (method, name)
+            else:
+                assert yaml.safe_load(value.split(" (")[0]) == declared[name].default, (method, name)
+        assert set(shown) >= {n for n, p in declared.items() if not p.required}, method
+        checked.add(method)
+    assert checked == set(ATTACK_PARAMS) - {"fgsm_art", "pgd_art"}  # "as fgsm, pgd"

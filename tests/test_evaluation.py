@@ -19,6 +19,7 @@ def test_accuracy_rows_count_and_handle_empty_sets():
 
 def test_evaluate_split_invariants(trained_lenet, digits):
     from advfit.adversarial import craft_adversarial_set
+    from advfit.attacks import AttackSpec
     from advfit.training import snapshot_name
 
     model, _, snapshot_dir = trained_lenet
@@ -27,7 +28,8 @@ def test_evaluate_split_invariants(trained_lenet, digits):
     best = 2
     model.load_weights(snapshot_dir / snapshot_name(best))
     x_test, y_test = digits.take(split["test"])
-    adv = craft_adversarial_set(model, x_test, y_test, split["test"], "fgsm", {"eps": 0.15},
+    adv = craft_adversarial_set(model, x_test, y_test, split["test"],
+                                AttackSpec.from_config("fgsm", {"eps": 0.15}),
                                 subset_size=100, seed=0)
     rows, fail_index = evaluate_split("lenet5", digits, split, snapshot_dir, best, {"fgsm": adv})
     table = {(r["epoch"], r["eval_set"]): r for r in rows}

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import yaml
 
+from advfit.attacks import AttackSpec
 from advfit.config import ConfigError, budget_problems, read_yaml, validate_config
 
 from conftest import ROOT, run_snakemake
@@ -222,14 +223,17 @@ def best_model(trained_lenet):
     return model
 
 
+DEEPFOOL_AT_THE_BOUNDARY = AttackSpec.from_config("deepfool", {"overshoot": 0.0, "max_iter": 50})
+
+
 def test_near_boundary_aes_are_kept_only_with_a_margin_as_evaluation_sees_them(best_model, digits):
     """DeepFool with no overshoot stops right on the boundary: the worst case."""
     from advfit.adversarial import craft_adversarial_set, logit_margins
     from advfit.evaluation import predict_logits, traced_forward
 
     x_test, y_test = digits.take(digits.official_test)
-    plain = craft_adversarial_set(best_model, x_test, y_test, digits.official_test, "deepfool",
-                                  {"overshoot": 0.0, "max_iter": 50}, 120, seed=1)
+    plain = craft_adversarial_set(best_model, x_test, y_test, digits.official_test,
+                                  DEEPFOOL_AT_THE_BOUNDARY, 120, seed=1)
     assert plain["n_success"] >= 20  # DeepFool reaches the boundary on most points
     # Scored as evaluate_snapshots scores the set (alone, batches of 1024 from its first
     # row), every kept AE is past the boundary, although most are within 1e-5 of it
@@ -238,9 +242,8 @@ def test_near_boundary_aes_are_kept_only_with_a_margin_as_evaluation_sees_them(b
     margins = logit_margins(predict_logits(forward, plain["x"], 1024), plain["y"])
     assert np.all(margins > 0) and np.median(margins) < 1e-3
     # A margin threshold drops the AEs closer to the boundary than it, and logs how many.
-    strict = craft_adversarial_set(best_model, x_test, y_test, digits.official_test, "deepfool",
-                                   {"overshoot": 0.0, "max_iter": 50}, 120, seed=1,
-                                   min_margin=0.5)
+    strict = craft_adversarial_set(best_model, x_test, y_test, digits.official_test,
+                                   DEEPFOOL_AT_THE_BOUNDARY, 120, seed=1, min_margin=0.5)
     assert strict["n_success"] < plain["n_success"]
     margins = logit_margins(predict_logits(forward, strict["x"], 1024), strict["y"])
     assert np.all(margins > 0.5)
@@ -275,8 +278,8 @@ def test_the_guard_stays_quiet_on_a_real_adversarial_set(trained_lenet, digits):
 
     model, _, snapshot_dir = trained_lenet
     x_test, y_test = digits.take(digits.official_test)
-    sets = {name: craft_adversarial_set(model, x_test, y_test, digits.official_test, name,
-                                        params, 100, seed=3)
+    sets = {name: craft_adversarial_set(model, x_test, y_test, digits.official_test,
+                                        AttackSpec.from_config(name, params), 100, seed=3)
             for name, params in [("fgsm", {"eps": 0.1}), ("deepfool", {"overshoot": 0.0})]}
     rows, fail_index = evaluate_split("lenet5", digits, _split(digits), snapshot_dir, 3, sets)
     at_best = [r for r in rows if r["epoch"] == 3 and r["eval_set"] in ("adversarial",

@@ -121,6 +121,7 @@ def test_a_resumed_sweep_gives_the_same_numbers(snapshots, points, tmp_path):
 
 def test_transfer_row_at_m_reproduces_the_adversarial_set(snapshots, digits, trained_lenet):
     from advfit.adversarial import craft_adversarial_set
+    from advfit.attacks import AttackSpec
     from advfit.evaluation import evaluate_split
 
     model, paths = snapshots
@@ -129,8 +130,9 @@ def test_transfer_row_at_m_reproduces_the_adversarial_set(snapshots, digits, tra
     sets = {}
     for epoch in (1, 3):
         model.load_weights(paths[epoch])
-        sets[epoch] = craft_adversarial_set(model, x_test, y_test, digits.official_test, "fgsm",
-                                            {"eps": 0.1}, 100, seed=2)
+        sets[epoch] = craft_adversarial_set(model, x_test, y_test, digits.official_test,
+                                            AttackSpec.from_config("fgsm", {"eps": 0.1}), 100,
+                                            seed=2)
     rows = pd.DataFrame(trajectory.evaluate_sets(model, paths, sets, 1024))
     diagonal = rows[rows.craft_epoch == rows.eval_epoch]
     assert len(diagonal) == 2 and (diagonal.n_correct == 0).all() and (diagonal.n > 0).all()

@@ -12,7 +12,7 @@ import logging
 
 import numpy as np
 
-from .attacks import run_attack
+from .attacks import AttackSpec, craft
 
 log = logging.getLogger("advfit")
 
@@ -93,7 +93,7 @@ def keep_fooling(forward, x_adv: np.ndarray, y: np.ndarray, y_target: np.ndarray
     return kept, predicted
 
 
-def attack_and_keep(model, x: np.ndarray, y: np.ndarray, method: str, params: dict, seed: int,
+def attack_and_keep(model, x: np.ndarray, y: np.ndarray, attack: AttackSpec, seed: int,
                     batch_size: int = 1024, min_margin: float = 0.0):
     """Run one attack; return the AEs, the best snapshot's predictions, the kept mask
     (misclassified, or for a targeted attack classified as its target, by a
@@ -101,17 +101,16 @@ def attack_and_keep(model, x: np.ndarray, y: np.ndarray, method: str, params: di
     :func:`keep_fooling`) and the targets (None when untargeted)."""
     from .evaluation import traced_forward
 
-    params = dict(params)
-    y_target = target_labels(y, int(model.output_shape[-1]), params.pop("target", "none"), seed)
+    y_target = target_labels(y, int(model.output_shape[-1]), attack.target, seed)
     # Filtered as stored (float32), so that the evaluation sees the same values.
-    x_adv = np.asarray(run_attack(method, model, x, y, params, y_target=y_target), np.float32)
+    x_adv = np.asarray(craft(attack, model, x, y, seed=seed, y_target=y_target), np.float32)
     fooled, predicted = keep_fooling(traced_forward(model), x_adv, y, y_target, batch_size,
                                      min_margin)
     return x_adv, predicted, fooled, y_target
 
 
 def craft_adversarial_set(model, x_test: np.ndarray, y_test: np.ndarray, test_index: np.ndarray,
-                          method: str, params: dict, subset_size: int, seed: int,
+                          attack: AttackSpec, subset_size: int, seed: int,
                           batch_size: int = 1024, source_seed: int | None = None,
                           min_margin: float = 0.0) -> dict[str, np.ndarray]:
     """Attack the best snapshot ``model``; return the arrays of the adversarial set.
@@ -127,11 +126,11 @@ def craft_adversarial_set(model, x_test: np.ndarray, y_test: np.ndarray, test_in
     correct = np.flatnonzero(predicted == y_test)
     sources = choose_sources(correct, subset_size, seed if source_seed is None else source_seed)
     log.info("%s: attacking %d of %d correctly classified test samples",
-             method, len(sources), len(correct))
+             attack.label, len(sources), len(correct))
     x_adv, adv_predicted, fooled, y_target = attack_and_keep(
-        model, x_test[sources], y_test[sources], method, params, seed, batch_size, min_margin)
+        model, x_test[sources], y_test[sources], attack, seed, batch_size, min_margin)
     log.info("%s: %d of %d AEs fool the best snapshot with a logit margin above %g "
-             "(success rate %.3f)", method, int(fooled.sum()), len(sources), min_margin,
+             "(success rate %.3f)", attack.label, int(fooled.sum()), len(sources), min_margin,
              fooled.mean() if len(sources) else 0.0)
     arrays = {
         "x": x_adv[fooled].astype(np.float32),

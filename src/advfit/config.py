@@ -17,6 +17,7 @@ import yaml
 from jsonschema import Draft202012Validator, validators
 
 from .datasets import BUILT_IN, dataset_info
+from .plugin_check import plugin_problems
 from .sources import local_folder
 
 SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
@@ -172,6 +173,8 @@ def _semantic_problems(config: dict) -> list[str]:
         problems += budget_problems(f"attacks.{name}", attack, info.image_shape)
     problems += _knn_problems(config)
     problems += _trajectory_problems(config, info)
+    if not problems:  # the custom model and plugin attacks, checked in a child process
+        problems += plugin_problems(config, info.image_shape, info.n_classes)
     metrics = config.get("robustness_metrics")
     if metrics and metrics["n_points"] > info.n_test:
         problems.append(f"config key 'robustness_metrics.n_points': {metrics['n_points']} is "

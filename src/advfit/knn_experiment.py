@@ -19,7 +19,7 @@ import numpy as np
 from . import knn
 from .adversarial import choose_sources, target_labels
 from .aggregate import NO_ATTACK
-from .attacks import run_attack
+from .attacks import AttackSpec, craft
 
 log = logging.getLogger("advfit")
 
@@ -62,7 +62,7 @@ class SplitKnn:
 
 
 def craft_knn_adversarial_set(model, classifier: SplitKnn, x_test, y_test, test_index,
-                              predicted_test_z, method: str, params: dict, subset_size: int,
+                              predicted_test_z, attack: AttackSpec, subset_size: int,
                               seed: int, source_seed: int | None = None) -> dict[str, np.ndarray]:
     """AEs crafted on ``model`` from Z-NN-correct test samples, kept if the Z-NN errs.
 
@@ -71,15 +71,13 @@ def craft_knn_adversarial_set(model, classifier: SplitKnn, x_test, y_test, test_
     """
     correct = knn.attack_sources(predicted_test_z, y_test)
     sources = choose_sources(correct, subset_size, seed if source_seed is None else source_seed)
-    log.info("%s: attacking %d of %d test samples the %d-NN gets right", method, len(sources),
-             len(correct), classifier.z)
-    params = dict(params)
-    y_target = target_labels(y_test[sources], int(model.output_shape[-1]),
-                             params.pop("target", "none"), seed)
-    x_adv = run_attack(method, model, x_test[sources], y_test[sources], params, y_target=y_target)
+    log.info("%s: attacking %d of %d test samples the %d-NN gets right", attack.label,
+             len(sources), len(correct), classifier.z)
+    y_target = target_labels(y_test[sources], int(model.output_shape[-1]), attack.target, seed)
+    x_adv = craft(attack, model, x_test[sources], y_test[sources], seed=seed, y_target=y_target)
     predicted_z = classifier.predict(x_adv)[classifier.z]
     kept = knn.filter_adversarial_set(x_adv, y_test[sources], test_index[sources], predicted_z)
-    log.info("%s: %d of %d AEs fool the %d-NN", method, int(kept["n_kept"]), len(sources),
+    log.info("%s: %d of %d AEs fool the %d-NN", attack.label, int(kept["n_kept"]), len(sources),
              classifier.z)
     return {key: value for key, value in kept.items() if key != "keep"}
 

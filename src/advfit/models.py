@@ -69,11 +69,63 @@ def inception_v3(input_shape: tuple[int, int, int], n_classes: int):
 
 
 MODELS: dict[str, Callable] = {"lenet5": lenet5, "inception_v3": inception_v3}
+CUSTOM = "custom"
+BUILDER_KEY = "model.builder"
 
 
-def build_model(name: str, input_shape, n_classes: int):
+def build_model(model: str | dict, input_shape, n_classes: int):
+    """A fresh, uncompiled model: ``model`` is a registry name or the config's ``model``.
+
+    ``{name: custom, builder: "file.py:function", params: {...}}`` calls your
+    builder as ``function(input_shape, n_classes, **params)`` and checks that
+    the result returns logits of shape (None, n_classes).
+    """
+    spec = {"name": model} if isinstance(model, str) else dict(model)
+    input_shape = tuple(int(d) for d in input_shape)
+    if spec["name"] == CUSTOM:
+        return build_custom(spec, input_shape, int(n_classes))
     try:
-        factory = MODELS[name]
+        factory = MODELS[spec["name"]]
     except KeyError:
-        raise ValueError(f"unknown model {name!r}; known: {sorted(MODELS)}") from None
-    return factory(tuple(int(d) for d in input_shape), int(n_classes))
+        raise ValueError(f"unknown model {spec['name']!r}; known: "
+                         f"{sorted(MODELS) + [CUSTOM]}") from None
+    return factory(input_shape, int(n_classes))
+
+
+def build_custom(spec: dict, input_shape: tuple[int, ...], n_classes: int):
+    from .plugins import PluginError, load_callable
+
+    builder = load_callable(spec["builder"], BUILDER_KEY)
+    try:
+        model = builder(input_shape, n_classes, **(spec.get("params") or {}))
+    except Exception as error:  # the user's code: say where it failed
+        raise PluginError(f"config key '{BUILDER_KEY}': {spec['builder']} failed for input "
+                          f"shape {input_shape}: {type(error).__name__}: {error}") from error
+    check_logits_model(model, n_classes, spec["builder"])
+    return model
+
+
+def check_logits_model(model, n_classes: int, builder: str) -> None:
+    """Refuse a model whose output is not (None, n_classes) logits.
+
+    A final softmax is refused rather than stripped: the training loss and
+    every attack take logits, and a silently edited model would not be the
+    one the builder describes.
+    """
+    import keras
+
+    from .plugins import PluginError
+
+    where = f"config key '{BUILDER_KEY}': {builder}"
+    if not isinstance(model, keras.Model):
+        raise PluginError(f"{where} returned {type(model).__name__}, not a Keras model")
+    shape = tuple(model.output_shape) if not isinstance(model.output_shape, list) else None
+    if shape != (None, n_classes):
+        raise PluginError(f"{where} outputs shape {model.output_shape}, expected "
+                          f"(None, {n_classes}): one logit per class")
+    last = model.layers[-1]
+    activation = getattr(getattr(last, "activation", None), "__name__", "")
+    if isinstance(last, keras.layers.Softmax) or activation == "softmax":
+        raise PluginError(f"{where} ends in a softmax (layer {last.name!r}); return logits "
+                          f"instead (e.g. Dense({n_classes}) with no activation): the training "
+                          f"loss and every attack expect logits")

@@ -1,7 +1,8 @@
 """JSON-schema fragments written from the attack and metric registries.
 
 The parameters of every attack and metric are described once, in
-``advfit.attacks.ATTACK_PARAMS`` and ``advfit.metrics.METRIC_PARAMS``; the
+``advfit.attacks`` (each attack's ``@attack`` declaration) and
+``advfit.metrics.METRIC_PARAMS``; the
 config schema's ``$defs.attack`` and ``$defs.robustness_metric_set`` are
 generated from them (``python -m advfit.registry_schema`` prints them) and a
 test keeps the schema file in sync.
@@ -33,7 +34,7 @@ def param_schema(param) -> dict:
 
 
 def attack_defs() -> dict:
-    from .attacks import ATTACK_PARAMS, TARGETED
+    from .attacks import ATTACK_PARAMS, PLUGIN, TARGETED
 
     branches = []
     for method, params in ATTACK_PARAMS.items():
@@ -46,8 +47,21 @@ def attack_defs() -> dict:
         branches.append({"if": {"properties": {"method": {"const": method}}},
                          "then": {"additionalProperties": False, "required": required,
                                   "properties": properties}})
+    branches.append({"if": {"properties": {"method": {"const": PLUGIN}}},
+                     "then": {"additionalProperties": False, "required": ["method", "function"],
+                              "properties": PLUGIN_PROPERTIES}})
     return {"type": "object", "required": ["method"],
-            "properties": {"method": {"enum": list(ATTACK_PARAMS)}}, "allOf": branches}
+            "properties": {"method": {"enum": [*ATTACK_PARAMS, PLUGIN]}}, "allOf": branches}
+
+
+PLUGIN_PROPERTIES = {
+    "method": True,
+    "function": {"type": "string", "pattern": "^.+:[A-Za-z_][A-Za-z0-9_]*$",
+                 "description": "your attack: 'path/to/file.py:function' or 'module:function', "
+                                "called as function(model, x, y, *, seed, **params) -> x_adv"},
+    "params": {"type": "object", "default": {},
+               "description": "keywords passed to the function"},
+}
 
 
 def metric_defs() -> dict:

@@ -18,6 +18,8 @@ rule craft_adversarial_set:
         runtime=240,
     params:
         attack=lambda w: config["attacks"][w.attack],
+        attack_source=lambda w: ATTACK_SOURCES.get(w.attack),
+        model=config["model"],
         subset_size=config["attack_subset_size"],
         seed=config["seed"],
         # The evaluation's batches: the kept AEs fool M as evaluate_snapshots scores them.

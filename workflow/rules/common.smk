@@ -1,4 +1,5 @@
 from advfit.config import ConfigError, validate_config
+from advfit.plugins import attack_sources, model_source
 
 # Validate before any job is scheduled; the message names the offending key.
 try:
@@ -13,6 +14,10 @@ MODEL = config["model"]["name"]
 REGIMES = list(config["regimes"])
 SPLITS = [str(i) for i in range(config["splits"]["n_splits"])]
 ATTACKS = list(config["attacks"])
+# Source hashes of a custom model's builder and of plugin attacks: they are
+# rule params, so editing the file reruns the jobs that use it.
+MODEL_SOURCE = model_source(config)
+ATTACK_SOURCES = attack_sources(config)
 
 KNN_SPEC = config.get("knn") or {}
 KNN_ATTACKS = list(KNN_SPEC.get("attacks", ATTACKS)) if KNN_SPEC else []

@@ -23,6 +23,7 @@ rule evaluate_snapshots:
         runtime=120,
     params:
         attacks=ATTACKS,
+        model=config["model"],
         batch_size=config["evaluation"]["batch_size"],
         nonzero_at_best=config["evaluation"]["nonzero_at_best"],
     script:

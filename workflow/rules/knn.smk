@@ -41,8 +41,9 @@ rule craft_knn_adversarial_set:
         runtime=240,
     params:
         knn=config.get("knn"),
-        model=MODEL,
+        model=config["model"],
         attack=lambda w: config["attacks"][w.attack],
+        attack_source=lambda w: ATTACK_SOURCES.get(w.attack),
         subset_size=config["attack_subset_size"],
         seed=config["seed"],
     script:

@@ -17,6 +17,7 @@ rule compute_robustness_metrics:
         runtime=240,
     params:
         spec=config.get("robustness_metrics"),
+        model=config["model"],
         seed=config["seed"],
     script:
         "../scripts/compute_robustness_metrics.py"

@@ -19,6 +19,8 @@ rule train_model:
     params:
         regime=lambda w: config["regimes"][w.regime],
         seed=config["seed"],
+        model=config["model"],
+        model_source=MODEL_SOURCE,
     script:
         "../scripts/train_model.py"
 

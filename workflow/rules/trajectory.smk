@@ -19,7 +19,9 @@ rule attack_snapshots:
         runtime=480,
     params:
         spec=config.get("snapshot_attacks"),
+        model=config["model"],
         attack=lambda w: config["attacks"][w.attack],
+        attack_source=lambda w: ATTACK_SOURCES.get(w.attack),
         seed=config["seed"],
         batch_size=config["evaluation"]["batch_size"],
         l2_convention=config["distances"]["l2_convention"],
@@ -49,7 +51,9 @@ rule evaluate_transfer_matrix:
         runtime=480,
     params:
         spec=config.get("transfer_matrix"),
+        model=config["model"],
         attack=lambda w: config["attacks"][w.attack],
+        attack_source=lambda w: ATTACK_SOURCES.get(w.attack),
         subset_size=config["attack_subset_size"],
         seed=config["seed"],
         batch_size=config["evaluation"]["batch_size"],

@@ -20,7 +20,7 @@ with job_log(snakemake.log[0]) as log:
     import pandas as pd
 
     from advfit.adversarial import target_labels
-    from advfit.attacks import run_attack
+    from advfit.attacks import AttackSpec, craft
     from advfit.datasets import PooledData
     from advfit.io import load_json, load_npz, meta_to_array, save_csv, save_npz, versions
     from advfit.models import build_model
@@ -38,10 +38,8 @@ with job_log(snakemake.log[0]) as log:
     points_seed = job_seed(snakemake.params.seed, w.dataset, w.split, "snapshot_attacks")
     points = point_sample(split["test"], spec["n_points"], points_seed)
     x, y = data.take(points)
-    attack = dict(snakemake.params.attack)
-    method = attack.pop("method")
-    target = attack.pop("target", "none")
-    model = build_model(w.model, data.x.shape[1:], data.n_classes)
+    attack = AttackSpec.from_config(w.attack, snakemake.params.attack)
+    model = build_model(snakemake.params.model, data.x.shape[1:], data.n_classes)
 
     def compute(epoch):
         # Seeded per snapshot, so a resumed job draws what an uninterrupted one did.
@@ -51,8 +49,8 @@ with job_log(snakemake.log[0]) as log:
         model.load_weights(snapshots[epoch])
 
         def run(xa, ya):
-            y_target = target_labels(ya, data.n_classes, target, seed)
-            return run_attack(method, model, xa, ya, attack, y_target=y_target)
+            y_target = target_labels(ya, data.n_classes, attack.target, seed)
+            return craft(attack, model, xa, ya, seed=seed, y_target=y_target)
 
         arrays = attack_snapshot(model, x, y, run, snakemake.params.batch_size,
                                  snakemake.params.l2_convention)
@@ -62,7 +60,8 @@ with job_log(snakemake.log[0]) as log:
 
     out = Path(snakemake.output.table)
     staging = out.with_name(out.stem + ".partial")
-    stamp = fingerprint(method=method, attack=attack, target=target, points=points,
+    stamp = fingerprint(method=attack.method, attack=attack.record,
+                        source=snakemake.params.attack_source, points=points,
                         seed=snakemake.params.seed, l2=snakemake.params.l2_convention,
                         batch_size=snakemake.params.batch_size,
                         snapshots={e: snapshots[e].stat().st_mtime_ns for e in epochs})
@@ -75,7 +74,8 @@ with job_log(snakemake.log[0]) as log:
     table.insert(6, "is_best", table["epoch"] == best)
     table.insert(7, "is_last", table["epoch"] == max(snapshots))
     table["l2_convention"] = snakemake.params.l2_convention
-    meta = {"attack": w.attack, "method": method, "params": attack, "target": target,
+    meta = {"attack": w.attack, "method": attack.method, "params": attack.record,
+            "function_sha256": snakemake.params.attack_source,
             "best_epoch": best, "points_seed": points_seed, "device": device,
             "versions": versions()}
     save_npz(snakemake.output.arrays, **stack_chunks(chunks), source_index=points, y=y,

@@ -33,7 +33,7 @@ with job_log(snakemake.log[0]) as log:
     x, y = data.take(points)
     snapshot_dir = Path(snakemake.input.snapshots)
     epochs = sorted(int(p.name[6:9]) for p in snapshot_dir.glob("epoch_*.weights.h5"))
-    model = build_model(w.model, data.x.shape[1:], data.n_classes)
+    model = build_model(snakemake.params.model, data.x.shape[1:], data.n_classes)
     rows = metrics_by_epoch(model, {e: snapshot_dir / snapshot_name(e) for e in epochs}, x, y,
                             spec["metrics"], seed)
     table = pd.DataFrame(rows)

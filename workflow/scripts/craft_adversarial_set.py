@@ -17,6 +17,7 @@ with job_log(snakemake.log[0]) as log:
     device = runtime.configure(snakemake.threads, seed=seed)
 
     from advfit.adversarial import craft_adversarial_set
+    from advfit.attacks import AttackSpec
     from advfit.datasets import PooledData
     from advfit.io import load_json, load_npz, meta_to_array, save_npz, versions
     from advfit.models import build_model
@@ -24,21 +25,22 @@ with job_log(snakemake.log[0]) as log:
     data = PooledData(load_npz(snakemake.input.data))
     test_index = load_npz(snakemake.input.split)["test"]
     best = load_json(snakemake.input.best)
-    model = build_model(w.model, data.x.shape[1:], data.n_classes)
+    model = build_model(snakemake.params.model, data.x.shape[1:], data.n_classes)
     model.load_weights(Path(snakemake.input.snapshots) / best["snapshot"])
-    spec = dict(snakemake.params.attack)
-    method = spec.pop("method")
+    attack = AttackSpec.from_config(w.attack, snakemake.params.attack)
     x_test, y_test = data.take(test_index)
     # The same test samples for every attack of this split x regime.
     source_seed = job_seed(snakemake.params.seed, w.dataset, w.model, w.regime, w.split, "sources")
-    arrays = craft_adversarial_set(model, x_test, y_test, test_index, method, spec,
+    arrays = craft_adversarial_set(model, x_test, y_test, test_index, attack,
                                    snakemake.params.subset_size, seed, source_seed=source_seed,
                                    batch_size=snakemake.params.batch_size,
                                    min_margin=snakemake.params.min_margin)
-    meta = {"attack": w.attack, "method": method, "params": spec,
+    meta = {"attack": w.attack, "method": attack.method, "params": attack.record,
             "best_epoch": best["best_epoch"], "subset_size": snakemake.params.subset_size,
             "min_margin": snakemake.params.min_margin,
             "evaluation_batch_size": snakemake.params.batch_size,
             "seed": seed, "source_seed": source_seed, "device": device, "versions": versions()}
+    if snakemake.params.attack_source:
+        meta["function_sha256"] = snakemake.params.attack_source
     save_npz(snakemake.output[0], **arrays, best_epoch=best["best_epoch"],
              meta=meta_to_array(meta))

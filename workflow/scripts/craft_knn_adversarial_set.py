@@ -16,6 +16,7 @@ with job_log(snakemake.log[0]) as log:
     seed = job_seed(snakemake.params.seed, w.dataset, "knn", w.split, w.attack)
     device = runtime.configure(snakemake.threads, seed=seed)
 
+    from advfit.attacks import AttackSpec
     from advfit.datasets import PooledData
     from advfit.io import load_json, load_npz, meta_to_array, save_npz, versions
     from advfit.knn_experiment import SplitKnn, arrays_to_predictions, craft_knn_adversarial_set
@@ -29,15 +30,17 @@ with job_log(snakemake.log[0]) as log:
     model = build_model(snakemake.params.model, data.x.shape[1:], data.n_classes)
     model.load_weights(Path(snakemake.input.snapshots) / best["snapshot"])
     classifier = SplitKnn.from_spec(data, split, spec)
-    attack = dict(snakemake.params.attack)
-    method = attack.pop("method")
+    attack = AttackSpec.from_config(w.attack, snakemake.params.attack)
     x_test, y_test = data.take(split["test"])
     arrays = craft_knn_adversarial_set(model, classifier, x_test, y_test, split["test"],
-                                       test_predictions[spec["z"]], method, attack,
+                                       test_predictions[spec["z"]], attack,
                                        snakemake.params.subset_size, seed,
                                        source_seed=job_seed(snakemake.params.seed, w.dataset,
                                                             "knn", w.split, "sources"))
-    meta = {"attack": w.attack, "method": method, "params": attack, "cnn_regime": spec["regime"],
-            "cnn_best_epoch": best["best_epoch"], "z": spec["z"], "seed": seed,
+    meta = {"attack": w.attack, "method": attack.method, "params": attack.record,
+            "cnn_regime": spec["regime"], "cnn_best_epoch": best["best_epoch"], "z": spec["z"],
+            "seed": seed,
             "device": device, "versions": versions()}
+    if snakemake.params.attack_source:
+        meta["function_sha256"] = snakemake.params.attack_source
     save_npz(snakemake.output[0], **arrays, meta=meta_to_array(meta))

@@ -30,8 +30,8 @@ with job_log(snakemake.log[0]) as log:
         data.take(split["train"])[1], load_json(snakemake.input.training).get("label_noise"),
         data.n_classes)
     rows, fail_index = evaluate_split(
-        w.model, data, split, snakemake.input.snapshots, best["best_epoch"], adversarial,
-        batch_size=snakemake.params.batch_size, train_labels=train_labels,
+        snakemake.params.model, data, split, snakemake.input.snapshots, best["best_epoch"],
+        adversarial, batch_size=snakemake.params.batch_size, train_labels=train_labels,
         nonzero_at_best=snakemake.params.nonzero_at_best)
     table = pd.DataFrame(rows)
     for i, (key, value) in enumerate([("dataset", w.dataset), ("model", w.model),

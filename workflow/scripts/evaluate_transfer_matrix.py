@@ -21,6 +21,7 @@ with job_log(snakemake.log[0]) as log:
     import pandas as pd
 
     from advfit.adversarial import craft_adversarial_set
+    from advfit.attacks import AttackSpec
     from advfit.datasets import PooledData
     from advfit.io import load_json, load_npz, meta_to_array, save_csv, save_npz, versions
     from advfit.models import build_model
@@ -34,10 +35,9 @@ with job_log(snakemake.log[0]) as log:
     snapshots = list_snapshots(snakemake.input.snapshots)
     craft_epochs = chosen_epochs(spec["craft_epochs"], list(snapshots), best)
     craft_epochs = sorted(set(craft_epochs) | {min(snapshots)})
-    attack = dict(snakemake.params.attack)
-    method = attack.pop("method")
+    attack = AttackSpec.from_config(w.attack, snakemake.params.attack)
     x_test, y_test = data.take(test_index)
-    model = build_model(w.model, data.x.shape[1:], data.n_classes)
+    model = build_model(snakemake.params.model, data.x.shape[1:], data.n_classes)
     # The same draw of sources as the adversarial set crafted at M.
     source_seed = job_seed(snakemake.params.seed, w.dataset, w.model, w.regime, w.split, "sources")
     at_best = load_npz(snakemake.input.adversarial)  # the row at M: the adversarial set itself
@@ -49,7 +49,7 @@ with job_log(snakemake.log[0]) as log:
                         "craft", epoch)
         keras.utils.set_random_seed(seed)
         model.load_weights(snapshots[epoch])
-        arrays = craft_adversarial_set(model, x_test, y_test, test_index, method, attack,
+        arrays = craft_adversarial_set(model, x_test, y_test, test_index, attack,
                                        snakemake.params.subset_size, seed,
                                        batch_size=snakemake.params.batch_size,
                                        source_seed=source_seed,
@@ -58,7 +58,8 @@ with job_log(snakemake.log[0]) as log:
 
     out = Path(snakemake.output.table)
     staging = out.with_name(out.stem + ".partial")
-    stamp = fingerprint(method=method, attack=attack, seed=snakemake.params.seed,
+    stamp = fingerprint(method=attack.method, attack=attack.record,
+                        source=snakemake.params.attack_source, seed=snakemake.params.seed,
                         subset=snakemake.params.subset_size, margin=snakemake.params.min_margin,
                         batch_size=snakemake.params.batch_size,
                         snapshots={e: snapshots[e].stat().st_mtime_ns for e in craft_epochs})
@@ -77,7 +78,8 @@ with job_log(snakemake.log[0]) as log:
     for e in craft_epochs:
         log.info("crafted at epoch %d: %d of %d AEs kept", e, int(sets[e]["n_success"]),
                  int(sets[e]["n_tried"]))
-    meta = {"attack": w.attack, "method": method, "params": attack, "best_epoch": best,
+    meta = {"attack": w.attack, "method": attack.method, "params": attack.record,
+            "function_sha256": snakemake.params.attack_source, "best_epoch": best,
             "craft_epochs": craft_epochs, "source_seed": source_seed, "device": device,
             "versions": versions()}
     order = sorted(sets)

@@ -24,7 +24,7 @@ with job_log(snakemake.log[0]) as log:
 
     data = PooledData(load_npz(snakemake.input.data))
     split = load_npz(snakemake.input.split)
-    model = build_model(w.model, data.x.shape[1:], data.n_classes)
+    model = build_model(snakemake.params.model, data.x.shape[1:], data.n_classes)
     # Snapshots go to a staging folder renamed into place at the end: the
     # declared folder exists only once every epoch is written. Snakemake does
     # not know the staging folder, so a killed job leaves it behind, with a
@@ -43,5 +43,8 @@ with job_log(snakemake.log[0]) as log:
         "dataset": w.dataset, "model": w.model, "regime": w.regime, "split": w.split,
         "regime_spec": snakemake.params.regime, "seed": seed,
         "label_noise": history.attrs["label_noise"], "device": device, "versions": versions(),
+        **({"model_spec": snakemake.params.model,
+            "builder_sha256": snakemake.params.model_source}
+           if snakemake.params.model_source else {}),
     })
     save_csv(snakemake.output.history, history)
