@@ -103,7 +103,7 @@ def evaluate_split(model_name: str, data, split: dict, snapshot_dir, best_epoch:
         segments[(eval_set, attack)] = slice(start, start + len(part_y))
         start += len(part_y)
 
-    model = build_model(model_name, data.x.shape[1:], data.n_classes)
+    model = build_model(model_name, data.image_shape, data.n_classes)
     log.info("evaluating %d snapshots on %d samples", len(snapshots), len(y))
     correct = correctness_by_epoch(model, snapshots, x, y, batch_size)
 

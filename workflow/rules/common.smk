@@ -15,6 +15,7 @@ if _spec is None or Path(_spec.origin).resolve().parent != (SRC / "advfit").reso
     )
 
 from advfit.config import ConfigError, validate_config
+from advfit.datasets import PREPARED_LAYOUT
 
 # Validate before any job is scheduled; the message names the offending key.
 try:

@@ -17,14 +17,14 @@ with job_log(snakemake.log[0]) as log:
     device = runtime.configure(snakemake.threads, seed=seed)
 
     from advfit.adversarial import craft_adversarial_set
-    from advfit.datasets import PooledData
+    from advfit.datasets import load_prepared
     from advfit.io import load_json, load_npz, meta_to_array, save_npz, versions
     from advfit.models import build_model
 
-    data = PooledData(load_npz(snakemake.input.data))
+    data = load_prepared(snakemake.input.data)
     test_index = load_npz(snakemake.input.split)["test"]
     best = load_json(snakemake.input.best)
-    model = build_model(w.model, data.x.shape[1:], data.n_classes)
+    model = build_model(w.model, data.image_shape, data.n_classes)
     model.load_weights(Path(snakemake.input.snapshots) / best["snapshot"])
     spec = dict(snakemake.params.attack)
     method = spec.pop("method")
