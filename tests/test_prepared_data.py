@@ -21,7 +21,7 @@ def _bits(x: np.ndarray) -> np.ndarray:
 
 def _round_trip(arrays: dict, tmp_path: Path, expected_scale: float) -> PooledData:
     """Write the prepared file, read it back, compare every image's bits with the reader's."""
-    stored = prepared_arrays(arrays)
+    stored = prepared_arrays(dict(arrays))  # it consumes its argument
     assert stored["x_train"].dtype == np.uint8 and float(stored["x_scale"]) == expected_scale
     save_npz(tmp_path / "data.npz", **stored)
     data = load_prepared(tmp_path / "data.npz")
@@ -50,12 +50,14 @@ def test_real_slices_round_trip_is_bit_identical(tmp_path, name, folder):
     _round_trip(arrays, tmp_path, 255.0)
 
 
-def test_unquantisable_floats_stay_float32(tmp_path):
+@pytest.mark.parametrize("part", ["x_train", "x_test"])
+def test_unquantisable_floats_stay_float32(tmp_path, part):
     arrays = load_digits()
-    arrays["x_train"] = arrays["x_train"].copy()
-    arrays["x_train"][0, 0, 0, 0] = np.float32(0.1234567)  # on no 1/255 or 1/16 grid
-    stored = prepared_arrays(arrays)
-    assert stored["x_train"].dtype == np.float32 and float(stored["x_scale"]) == 1.0
+    arrays[part] = arrays[part].copy()
+    arrays[part][0, 0, 0, 0] = np.float32(0.1234567)  # on no 1/255 or 1/16 grid
+    stored = prepared_arrays(dict(arrays))
+    assert float(stored["x_scale"]) == 1.0
+    assert stored["x_train"].dtype == stored["x_test"].dtype == np.float32
     save_npz(tmp_path / "data.npz", **stored)
     assert np.array_equal(_bits(load_prepared(tmp_path / "data.npz").x), _bits(PooledData(arrays).x))
 

@@ -181,7 +181,7 @@ def check_arrays(arrays: dict[str, np.ndarray], name: str) -> None:
 # a file without it is the older float32 layout and is refused.
 PREPARED_LAYOUT = 2
 QUANTISATION_SCALES = (255, 16)
-_CHUNK_ROWS = 4096  # rows quantised at a time: bounds the float64 temporaries
+_CHUNK_ROWS = 1024  # rows quantised at a time: bounds the float64 temporaries
 
 
 def decode_images(stored: np.ndarray, scale: float) -> np.ndarray:
@@ -208,20 +208,26 @@ def _quantise(x: np.ndarray, scale: int) -> np.ndarray | None:
     return out
 
 
-def encode_images(x_train: np.ndarray, x_test: np.ndarray) -> tuple[dict[str, np.ndarray], float]:
-    """The compact stored form of both parts and its scale (1.0: kept as float32)."""
-    for scale in QUANTISATION_SCALES:
-        train = _quantise(x_train, scale)
-        test = _quantise(x_test, scale) if train is not None else None
-        if test is not None:
-            return {"x_train": train, "x_test": test}, float(scale)
-    return {"x_train": x_train, "x_test": x_test}, 1.0
-
-
 def prepared_arrays(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """What ``prepare_dataset`` writes: the arrays with compact images and ``x_scale``."""
-    images, scale = encode_images(arrays["x_train"], arrays["x_test"])
-    return {**arrays, **images, "x_scale": np.float64(scale)}
+    """What ``prepare_dataset`` writes: the arrays with compact images and ``x_scale``.
+
+    Consumes ``arrays``: each float32 part is popped once quantised, so that
+    the full float32 images and their uint8 copy are not held together.
+    Images that no scale reproduces exactly stay float32 (scale 1).
+    """
+    for scale in QUANTISATION_SCALES:
+        train = _quantise(arrays["x_train"], scale)
+        if train is None:
+            continue
+        del arrays["x_train"]
+        test = _quantise(arrays["x_test"], scale)
+        if test is not None:
+            del arrays["x_test"]
+            return {**arrays, "x_train": train, "x_test": test, "x_scale": np.float64(scale)}
+        # the test part is off every grid: keep both as float32 (exact: train was verified)
+        arrays["x_train"] = decode_images(train, scale)
+        break
+    return {**arrays, "x_scale": np.float64(1.0)}
 
 
 def load_prepared(path) -> "PooledData":

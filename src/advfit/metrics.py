@@ -58,6 +58,10 @@ METRIC_PARAMS: dict[str, dict[str, Param]] = {
         "pool_factor": Param("integer", 10, minimum=1, note="ART default"),
         "c_init": Param("number", 1.0, minimum=0.0, exclusive_minimum=True,
                         note="initial Weibull shape; ART default"),
+        "backend": Param("string", "advfit", enum=("advfit", "art"),
+                         note="advfit: one ball sample per point for all classes, traced "
+                              "Jacobians (advfit.clever); art: art.metrics.clever_u, class by "
+                              "class (slower, ART's draws exactly)"),
     },
     "loss_sensitivity": {
         "batch_size": Param("integer", 256, minimum=1),
@@ -185,9 +189,26 @@ def _clever_point(classifier, point: np.ndarray, *, seed: int, **params) -> tupl
     return float(np.min(scores)), n_diverged
 
 
-def clever_u(model, x: np.ndarray, *, nb_batches: int = 500, batch_size: int = 10,
-             radius: float = 5.0, norm=2, pool_factor: int = 10, c_init: float = 1.0,
-             seed: int = 0) -> np.ndarray:
+def clever_u(model, x: np.ndarray, *, backend: str = "advfit", **params) -> np.ndarray:
+    """CLEVER untargeted score of every point, by advfit's estimator or ART's.
+
+    ``backend`` ``advfit``: ``advfit.clever.clever_u_fast`` (the same
+    estimator, ball samples shared by all target classes, traced Jacobians);
+    ``art``: ``clever_u_art`` (``art.metrics.clever_u``, guarded). Both take
+    nb_batches, batch_size, radius, norm, pool_factor, c_init and seed.
+    """
+    if backend == "advfit":
+        from .clever import clever_u_fast
+
+        return clever_u_fast(model, x, **params)
+    if backend == "art":
+        return clever_u_art(model, x, **params)
+    raise ValueError(f"clever_u: unknown backend {backend!r}; known: advfit, art")
+
+
+def clever_u_art(model, x: np.ndarray, *, nb_batches: int = 500, batch_size: int = 10,
+                 radius: float = 5.0, norm=2, pool_factor: int = 10, c_init: float = 1.0,
+                 seed: int = 0) -> np.ndarray:
     """CLEVER untargeted score of every point: ``art.metrics.clever_u``, guarded.
 
     NumPy's generator is seeded with ``seed`` before *each* point, so a point's
