@@ -71,3 +71,14 @@ def test_ball_noise_is_uniform_in_the_ball(norm):
     assert norms.max() <= radius * (1 + 1e-12)
     # uniform in a d-ball: P(||v|| <= r R) = r^d, so the median norm is R 0.5^(1/d)
     assert np.median(norms) == pytest.approx(radius * 0.5 ** (1 / dim), rel=0.01)
+
+
+def test_weibull_location_is_scipys_bit_for_bit():
+    from advfit.clever import weibull_location, weibull_location_scipy
+
+    rng = np.random.default_rng(5)
+    for n_batches in (20, 100, 500):
+        pool = rng.gamma(2.0, 0.7, size=100)  # gradient norms of a pool
+        maxima = pool[rng.integers(0, 100, size=(n_batches, 10))].max(axis=1)
+        ours, art = weibull_location(maxima, 1.0), weibull_location_scipy(maxima, 1.0)
+        assert ours == art and -ours <= 1.5 * maxima.max()  # L near the largest maximum
