@@ -82,3 +82,20 @@ def test_weibull_location_is_scipys_bit_for_bit():
         maxima = pool[rng.integers(0, 100, size=(n_batches, 10))].max(axis=1)
         ours, art = weibull_location(maxima, 1.0), weibull_location_scipy(maxima, 1.0)
         assert ours == art and -ours <= 1.5 * maxima.max()  # L near the largest maximum
+
+
+def test_traced_gradients_follow_reloaded_weights(trained_lenet, digits, points):
+    """A metric job reloads each snapshot into one model: the cached trace must see them."""
+    from advfit.models import build_model
+
+    model, _, snapshot_dir = trained_lenet
+    params = {**SETTINGS, "nb_batches": 30}
+    x = points[:3]
+    model.load_weights(snapshot_dir / snapshot_name(1))
+    epoch1 = clever_u_fast(model, x, seed=0, **params)
+    model.load_weights(snapshot_dir / snapshot_name(3))
+    epoch3 = clever_u_fast(model, x, seed=0, **params)
+    fresh = build_model("lenet5", digits.image_shape, 10)
+    fresh.load_weights(snapshot_dir / snapshot_name(1))
+    assert np.array_equal(clever_u_fast(fresh, x, seed=0, **params), epoch1)
+    assert not np.array_equal(epoch1, epoch3)
