@@ -11,8 +11,15 @@ fixed cost of a call) and once on ``n`` points; the cost per point is the
 second time divided by ``n``.
 
     python benchmarks/metrics.py [--threads 1] [--n 100] [--wait-quiet 600]
+    python benchmarks/metrics.py --clever [--clever-points 20] [--cifar ../shared/data/...]
 
-Writes benchmarks/out/metrics.csv.
+Writes benchmarks/out/metrics.csv. With ``--clever``: CLEVER only, advfit's
+estimator (backend advfit) against ART's clever_u (backend art) on the same
+points in the same run, at paper 002's settings (nb_batches 500, batch_size
+10, radius 5, L2, and L-inf), on the digits LeNet and on a LeNet trained
+briefly on a real CIFAR-10 slice: throughput ratio (target >= 10) and the
+median relative difference of the scores (target <= 5 %); writes
+benchmarks/out/clever.csv.
 """
 
 from __future__ import annotations
@@ -43,10 +50,85 @@ def settings(name: str, spec: dict) -> list[tuple[str, dict]]:
     return out
 
 
+CLEVER_PAPER = {"nb_batches": 500, "batch_size": 10, "radius": 5.0}  # paper 002's settings
+
+
+def cifar_lenet(folder: str, seed: int, n_train: int = 5000, n_test: int = 1000):
+    """A LeNet-5 trained 3 epochs on a stratified slice of the real CIFAR-10."""
+    import keras
+    import numpy as np
+
+    from advfit.datasets import PooledData, read_dataset
+    from advfit.models import build_model
+
+    keras.utils.set_random_seed(seed)
+    data = PooledData(read_dataset({"name": "cifar10",
+                                    "subset": {"train": n_train, "test": n_test}}, folder))
+    model = build_model("lenet5", data.image_shape, data.n_classes)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x_train, y_train = data.take(data.official_train)
+    model.fit(x_train, y_train, epochs=3, batch_size=32, verbose=0)
+    x_test, y_test = data.take(data.official_test)
+    correct = np.flatnonzero(np.argmax(model.predict(x_test, verbose=0), axis=1) == y_test)
+    return model, x_test[correct]
+
+
+def clever_compare(args, info, account) -> None:
+    """advfit's CLEVER against ART's, same points, same run."""
+    import numpy as np
+
+    from advfit.metrics import clever_u
+
+    model, x_test, _, pool = lenet_and_pool(args.clever_points, args.seed)
+    cases = [("digits lenet5", model, x_test[pool])]
+    if Path(args.cifar).is_dir():
+        cifar_model, cifar_x = cifar_lenet(args.cifar, args.seed)
+        cases.append(("cifar10 lenet5 (5k-image slice, 3 epochs)", cifar_model,
+                      cifar_x[:args.clever_points]))
+    else:
+        print(f"  no CIFAR-10 at {args.cifar}: digits only")
+    rows = []
+    for label, net, x in cases:
+        for norm in (2, "inf"):
+            params = {**CLEVER_PAPER, "norm": norm}
+            clever_u(net, x[:1], backend="advfit", seed=args.seed, **params)  # trace once
+            times, scores = {}, {}
+            for backend in ("art", "advfit"):
+                start = time.perf_counter()
+                scores[backend] = clever_u(net, x, backend=backend, seed=args.seed, **params)
+                times[backend] = time.perf_counter() - start
+            rel = np.abs(scores["advfit"] - scores["art"]) / np.abs(scores["art"])
+            row = {"case": label, "norm": norm, "n": len(x), **params,
+                   "art_s_per_point": round(times["art"] / len(x), 4),
+                   "advfit_s_per_point": round(times["advfit"] / len(x), 4),
+                   "speedup": round(times["art"] / times["advfit"], 2),
+                   "median_rel_diff": round(float(np.nanmedian(rel)), 4),
+                   "p90_rel_diff": round(float(np.nanpercentile(rel, 90)), 4),
+                   "mean_art": round(float(np.nanmean(scores["art"])), 5),
+                   "mean_advfit": round(float(np.nanmean(scores["advfit"])), 5),
+                   "n_nan": int(np.isnan(scores["advfit"]).sum() + np.isnan(scores["art"]).sum())}
+            rows.append(row)
+            print(f"  {label:<44} L{norm:<3} n={len(x)}  ART {row['art_s_per_point']:.3f} s/point"
+                  f"  advfit {row['advfit_s_per_point']:.3f} s/point  speedup "
+                  f"{row['speedup']:.1f}x (target >= 10)  median |rel diff| "
+                  f"{row['median_rel_diff']:.3f} (target <= 0.05), p90 {row['p90_rel_diff']:.3f};"
+                  f"  means {row['mean_art']} / {row['mean_advfit']}", flush=True)
+    finish("clever", rows, info, account, args.threads)
+
+
 def main() -> None:
     parser = micro_parser(__doc__)
     parser.add_argument("--n", type=int, default=100)
+    parser.add_argument("--clever", action="store_true", help="CLEVER: advfit against ART only")
+    parser.add_argument("--clever-points", type=int, default=20)
+    parser.add_argument("--cifar", default=str(Path(__file__).resolve().parents[2] / "shared"
+                                               / "data" / "cifar-10-batches-py"))
     args = parser.parse_args()
+    if args.clever:
+        info, account = begin(args)
+        clever_compare(args, info, account)
+        return
 
     info, account = begin(args)
     import numpy as np

@@ -54,6 +54,18 @@ def test_adversarial_set_fools_the_best_snapshot_entirely(best_model, digits):
     assert np.all(predict_labels(best_model, originals) == adv["y"])
 
 
+def test_subset_all_attacks_every_correctly_classified_test_sample(best_model, digits):
+    test_index = digits.official_test
+    x_test, y_test = digits.take(test_index)
+    correct = predict_labels(best_model, x_test) == y_test
+    assert 100 < correct.sum() < len(y_test)  # "all" must differ from both 150 and the test set
+    adv = craft_adversarial_set(best_model, x_test, y_test, test_index,
+                                AttackSpec.from_config("fgsm", {"eps": 0.2}), subset_size="all",
+                                seed=0)
+    assert adv["n_tried"] == correct.sum()
+    assert set(adv["source_index"]) <= set(test_index[correct])
+
+
 def test_sources_are_a_seeded_subsample():
     correct = np.arange(100, 200)
     a = choose_sources(correct, 30, seed=1)
@@ -61,6 +73,7 @@ def test_sources_are_a_seeded_subsample():
     assert np.array_equal(a, choose_sources(correct, 30, seed=1))
     assert not np.array_equal(a, choose_sources(correct, 30, seed=2))
     assert np.array_equal(choose_sources(correct, 500, seed=1), correct)
+    assert np.array_equal(choose_sources(correct[::-1], "all", seed=1), correct)
 
 
 def test_pgd_random_start_is_reproducible_from_the_seed(best_model, digits):

@@ -14,6 +14,11 @@ def test_default_config_is_valid_and_gets_defaults(default_config):
     assert config["evaluation"]["batch_size"] == 1024
 
 
+def test_attack_subset_size_all_is_valid(default_config):
+    default_config["attack_subset_size"] = "all"
+    assert validate_config(default_config)["attack_subset_size"] == "all"
+
+
 def test_validation_does_not_modify_its_argument(default_config):
     before = repr(default_config)
     validate_config(default_config)
@@ -48,6 +53,7 @@ REJECTED = [
     ("model.name", "resnet50", "model.name"),
     ("attack_subset_size", 361, "attack_subset_size"),
     ("attack_subset_size", 0, "attack_subset_size"),
+    ("attack_subset_size", "most", "attack_subset_size"),
     ("best_snapshot.metric", "train_accuracy", "best_snapshot.metric"),
     ("distances.l2_convention", "euclid", "distances.l2_convention"),
     ("seed", -1, "seed"),

@@ -45,7 +45,7 @@ def clever_run(model, sample):
     log.addHandler(recorder)
     log.setLevel(logging.INFO)
     try:
-        scores = metrics.clever_u(model, sample[0][:N_CLEVER], seed=0)
+        scores = metrics.clever_u_art(model, sample[0][:N_CLEVER], seed=0)
     finally:
         log.removeHandler(recorder)
         log.setLevel(level)
@@ -197,10 +197,10 @@ def test_clever_is_reproducible_per_point_and_leaves_numpy_alone(model, sample, 
     x = sample[0][:N_CLEVER]
     np.random.seed(123)
     state = np.random.get_state()[1].copy()
-    reversed_scores = metrics.clever_u(model, x[[2, 1]], seed=0)
+    reversed_scores = metrics.clever_u_art(model, x[[2, 1]], seed=0)
     assert np.array_equal(np.random.get_state()[1], state)
     assert np.array_equal(reversed_scores, clever_scores[[2, 1]])
-    assert metrics.clever_u(model, x[[2]], seed=1)[0] != reversed_scores[0]
+    assert metrics.clever_u_art(model, x[[2]], seed=1)[0] != reversed_scores[0]
 
 
 def test_clever_mostly_stays_below_the_perturbation_cw_finds(model, sample, clever_scores):

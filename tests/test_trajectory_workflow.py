@@ -25,9 +25,13 @@ TINY = {
                             "epochs": 5}},
     "best_snapshot": {"metric": "val_accuracy"},
     "attacks": {"fgsm": {"eps": 0.1},
-                "pgd": {"eps": 0.1, "eps_iter": 0.025, "nb_iter": 10}},
+                "pgd": {"eps": 0.1, "eps_iter": 0.025, "nb_iter": 10},
+                # a plugin attack (examples/), white-box on every snapshot too
+                "square": {"method": "plugin",
+                           "function": str(ROOT / "examples" / "square_attack.py") + ":attack",
+                           "params": {"eps": 0.1, "max_iter": 20}}},
     "attack_subset_size": 50,
-    "snapshot_attacks": {"attacks": ["pgd", "fgsm"], "n_points": 60},
+    "snapshot_attacks": {"attacks": ["pgd", "fgsm", "square"], "n_points": 60},
     "transfer_matrix": {"attacks": ["fgsm"], "craft_epochs": [3]},
 }
 TABLES = ["whitebox.csv", "whitebox_summary.csv", "delta_tests_by_view.csv",
@@ -45,17 +49,20 @@ def run(tmp_path_factory):
 @pytest.mark.e2e
 def test_whitebox_rows_hold_their_invariants(run):
     table = read_table(run / "results/tables/whitebox.csv")
-    assert len(table) == 2 * 2 * 5  # splits x attacks x every snapshot
+    assert len(table) == 2 * 3 * 5  # splits x attacks x every snapshot
     assert (table.robust_accuracy <= table.clean_accuracy).all()
     assert (table.n_points == 60).all()
     for (split, epoch), rows in table.groupby(["split", "epoch"]):
         by_attack = rows.set_index("attack")
-        # same points, same snapshot: the same clean accuracy for both attacks
-        assert by_attack.clean_accuracy["pgd"] == by_attack.clean_accuracy["fgsm"]
+        # same points, same snapshot: the same clean accuracy for every attack
+        assert by_attack.clean_accuracy["pgd"] == by_attack.clean_accuracy["fgsm"] == \
+            by_attack.clean_accuracy["square"]
     mean = table.groupby("attack").robust_accuracy.mean()
     assert mean["pgd"] <= mean["fgsm"]
+    assert mean["pgd"] <= mean["square"]  # gradients beat 20 black-box queries
+    assert table[table.attack == "square"].n_success.sum() > 0  # the plugin does attack
     assert table.linf_median[table.n_success > 0].max() <= 0.1 + 1e-6
-    assert table.groupby("split").is_best.apply(lambda s: (s.astype(str) == "True").sum() == 2).all()
+    assert table.groupby("split").is_best.apply(lambda s: (s.astype(str) == "True").sum() == 3).all()
 
 
 @pytest.mark.e2e

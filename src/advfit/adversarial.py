@@ -25,9 +25,12 @@ def predict_labels(model, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
     return np.argmax(logits, axis=1).astype(np.int64)
 
 
-def choose_sources(correct_index: np.ndarray, subset_size: int, seed: int) -> np.ndarray:
-    """A seeded random subsample (sorted) of the correctly classified test samples."""
-    if subset_size >= len(correct_index):
+def choose_sources(correct_index: np.ndarray, subset_size: int | str, seed: int) -> np.ndarray:
+    """A seeded random subsample (sorted) of the correctly classified test samples.
+
+    ``subset_size`` ``"all"`` (paper 002) attacks every one of them.
+    """
+    if subset_size == "all" or subset_size >= len(correct_index):
         return np.sort(correct_index)
     rng = np.random.default_rng(seed)
     return np.sort(rng.choice(correct_index, size=subset_size, replace=False))
@@ -110,7 +113,7 @@ def attack_and_keep(model, x: np.ndarray, y: np.ndarray, attack: AttackSpec, see
 
 
 def craft_adversarial_set(model, x_test: np.ndarray, y_test: np.ndarray, test_index: np.ndarray,
-                          attack: AttackSpec, subset_size: int, seed: int,
+                          attack: AttackSpec, subset_size: int | str, seed: int,
                           batch_size: int = 1024, source_seed: int | None = None,
                           min_margin: float = 0.0) -> dict[str, np.ndarray]:
     """Attack the best snapshot ``model``; return the arrays of the adversarial set.

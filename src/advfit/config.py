@@ -157,7 +157,7 @@ def _semantic_problems(config: dict) -> list[str]:
     if config["model"]["name"] == "inception_v3" and min(info.image_shape[:2]) < 75:
         problems.append(f"config key 'model.name': inception_v3 needs images of at least "
                         f"75x75, {spec['name']} has {info.image_shape[0]}x{info.image_shape[1]}")
-    if config["attack_subset_size"] > info.n_test:
+    if config["attack_subset_size"] != "all" and config["attack_subset_size"] > info.n_test:
         problems.append(
             f"config key 'attack_subset_size': {config['attack_subset_size']} is larger than "
             f"the test set of {config['dataset']['name']} ({info.n_test} samples)")

@@ -173,14 +173,103 @@ def check_arrays(arrays: dict[str, np.ndarray], name: str) -> None:
         raise ValueError(f"{name}: train and test images differ in shape")
 
 
+# ---------------------------------------------------------------- prepared file layout
+# The prepared file stores images as uint8 with a scale s (x = u8 / s in float32),
+# 4x smaller than float32, whenever that reproduces every float32 value exactly
+# (8-bit sources: s = 255; digits: s = 16). Images that no scale reproduces
+# (a user's float npz) stay float32, with scale 1. ``x_scale`` marks the layout:
+# a file without it is the older float32 layout and is refused.
+PREPARED_LAYOUT = 2
+QUANTISATION_SCALES = (255, 16)
+_CHUNK_ROWS = 1024  # rows quantised at a time: bounds the float64 temporaries
+
+
+def decode_images(stored: np.ndarray, scale: float) -> np.ndarray:
+    """Stored images -> float32 in [0, 1]: the values the readers produced, bit for bit."""
+    if stored.dtype == np.float32:
+        return stored
+    out = stored.astype(np.float32)
+    np.divide(out, np.float32(scale), out=out)  # same rounding as u8.astype(f32) / f32(s)
+    return out
+
+
+def _quantise(x: np.ndarray, scale: int) -> np.ndarray | None:
+    """``x`` as uint8 with x == decode_images(u8, scale) bit for bit, or None."""
+    out = np.empty(x.shape, dtype=np.uint8)
+    for start in range(0, len(x), _CHUNK_ROWS):
+        part = x[start:start + _CHUNK_ROWS]
+        levels = np.rint(part.astype(np.float64) * scale)
+        if levels.size and (levels.min() < 0 or levels.max() > 255):
+            return None
+        out[start:start + _CHUNK_ROWS] = levels
+        back = decode_images(out[start:start + _CHUNK_ROWS], scale)
+        if not np.array_equal(back.view(np.uint32), part.view(np.uint32)):
+            return None
+    return out
+
+
+def prepared_arrays(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """What ``prepare_dataset`` writes: the arrays with compact images and ``x_scale``.
+
+    Consumes ``arrays``: each float32 part is popped once quantised, so that
+    the full float32 images and their uint8 copy are not held together.
+    Images that no scale reproduces exactly stay float32 (scale 1).
+    """
+    for scale in QUANTISATION_SCALES:
+        train = _quantise(arrays["x_train"], scale)
+        if train is None:
+            continue
+        del arrays["x_train"]
+        test = _quantise(arrays["x_test"], scale)
+        if test is not None:
+            del arrays["x_test"]
+            return {**arrays, "x_train": train, "x_test": test, "x_scale": np.float64(scale)}
+        # the test part is off every grid: keep both as float32 (exact: train was verified)
+        arrays["x_train"] = decode_images(train, scale)
+        break
+    return {**arrays, "x_scale": np.float64(1.0)}
+
+
+def load_prepared(path) -> "PooledData":
+    """The prepared dataset at ``path``; refuses the older float32 layout."""
+    from .io import load_npz
+
+    arrays = load_npz(path)
+    if "x_scale" not in arrays:
+        raise ValueError(
+            f"{path} was prepared by an older advfit (float32 layout, without x_scale); "
+            f"rebuild it: delete it, or run snakemake with --forcerun prepare_dataset")
+    return PooledData(arrays)
+
+
 class PooledData:
-    """The train and test parts pooled into one array, addressed by index."""
+    """The train and test parts pooled into one array, addressed by index.
+
+    Built from a reader's float32 arrays or from a prepared file's arrays
+    (uint8 with ``x_scale``). Images stay in their stored form; ``take``
+    decodes only the rows asked for, and ``x`` (all images as float32) is
+    decoded on first use, so a job holds the float32 images it needs only.
+    """
 
     def __init__(self, arrays: dict[str, np.ndarray]):
-        self.x = np.concatenate([arrays["x_train"], arrays["x_test"]])
+        self._stored = np.concatenate([arrays["x_train"], arrays["x_test"]])
+        self._scale = float(arrays["x_scale"]) if "x_scale" in arrays else 1.0
+        if self._stored.dtype not in (np.uint8, np.float32):
+            raise ValueError(f"images stored as {self._stored.dtype}; expected uint8 or float32")
+        self._x = None
         self.y = np.concatenate([arrays["y_train"], arrays["y_test"]]).astype(np.int64)
         self.n_train = len(arrays["y_train"])
         self.n_classes = int(self.y.max()) + 1
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        return tuple(self._stored.shape[1:])
+
+    @property
+    def x(self) -> np.ndarray:
+        if self._x is None:
+            self._x = decode_images(self._stored, self._scale)
+        return self._x
 
     @property
     def official_train(self) -> np.ndarray:
@@ -190,8 +279,14 @@ class PooledData:
     def official_test(self) -> np.ndarray:
         return np.arange(self.n_train, len(self.y))
 
+    def images(self, index: np.ndarray) -> np.ndarray:
+        """float32 images of the pooled ``index``, decoded from the stored rows only."""
+        if self._x is not None:
+            return self._x[index]
+        return decode_images(self._stored[index], self._scale)
+
     def take(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return self.x[index], self.y[index]
+        return self.images(index), self.y[index]
 
 
 def fetch_source_record(spec: dict, cache_dir: str) -> dict:

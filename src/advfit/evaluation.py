@@ -120,7 +120,7 @@ def evaluate_split(model_name: str, data, split: dict, snapshot_dir, best_epoch:
         segments[(eval_set, attack)] = slice(start, start + len(part_y))
         start += len(part_y)
 
-    model = build_model(model_name, data.x.shape[1:], data.n_classes)
+    model = build_model(model_name, data.image_shape, data.n_classes)
     log.info("evaluating %d snapshots on %d samples", len(snapshots), len(y))
     # The clean sets form one block; each adversarial set is a block of its own.
     starts = [0] + [segments[(s, a)].start for s, a, *_ in parts if s == "adversarial"]

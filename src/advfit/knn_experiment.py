@@ -62,7 +62,7 @@ class SplitKnn:
 
 
 def craft_knn_adversarial_set(model, classifier: SplitKnn, x_test, y_test, test_index,
-                              predicted_test_z, attack: AttackSpec, subset_size: int,
+                              predicted_test_z, attack: AttackSpec, subset_size: int | str,
                               seed: int, source_seed: int | None = None) -> dict[str, np.ndarray]:
     """AEs crafted on ``model`` from Z-NN-correct test samples, kept if the Z-NN errs.
 

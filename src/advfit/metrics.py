@@ -8,7 +8,9 @@ computed with ART 1.20.1 as the paper did:
 
 * ``clever_u``: CLEVER score, untargeted (Weng et al. 2018): an estimated
   lower bound on the smallest perturbation (L2 by default) that changes the
-  model's prediction, capped at ``radius``. Higher = more robust.
+  model's prediction, capped at ``radius``. Higher = more robust. Computed by
+  advfit's own estimator (``advfit.clever``, ``backend: advfit``, default) or
+  by ART's (``backend: art``).
 * ``loss_sensitivity``: L2 norm of the gradient of the cross-entropy loss
   w.r.t. the input at the true label (Arpit et al. 2017). Higher = the point
   is more memorised.
@@ -58,6 +60,10 @@ METRIC_PARAMS: dict[str, dict[str, Param]] = {
         "pool_factor": Param("integer", 10, minimum=1, note="ART default"),
         "c_init": Param("number", 1.0, minimum=0.0, exclusive_minimum=True,
                         note="initial Weibull shape; ART default"),
+        "backend": Param("string", "advfit", enum=("advfit", "art"),
+                         note="advfit: one ball sample per point for all classes, traced "
+                              "Jacobians (advfit.clever); art: art.metrics.clever_u, class by "
+                              "class (slower, ART's draws exactly)"),
     },
     "loss_sensitivity": {
         "batch_size": Param("integer", 256, minimum=1),
@@ -187,7 +193,28 @@ def _clever_point(classifier, point: np.ndarray, *, seed: int, **params) -> tupl
 
 def clever_u(model, x: np.ndarray, *, nb_batches: int = 500, batch_size: int = 10,
              radius: float = 5.0, norm=2, pool_factor: int = 10, c_init: float = 1.0,
-             seed: int = 0) -> np.ndarray:
+             backend: str = "advfit", seed: int = 0) -> np.ndarray:
+    """CLEVER untargeted score of every point, by advfit's estimator or ART's.
+
+    ``backend`` ``advfit``: ``advfit.clever.clever_u_fast`` (the same
+    estimator, ball samples shared by all target classes, traced Jacobians);
+    ``art``: ``clever_u_art`` (``art.metrics.clever_u``, guarded). Both take
+    nb_batches, batch_size, radius, norm, pool_factor, c_init and seed.
+    """
+    params = dict(nb_batches=nb_batches, batch_size=batch_size, radius=radius, norm=norm,
+                  pool_factor=pool_factor, c_init=c_init, seed=seed)
+    if backend == "advfit":
+        from .clever import clever_u_fast
+
+        return clever_u_fast(model, x, **params)
+    if backend == "art":
+        return clever_u_art(model, x, **params)
+    raise ValueError(f"clever_u: unknown backend {backend!r}; known: advfit, art")
+
+
+def clever_u_art(model, x: np.ndarray, *, nb_batches: int = 500, batch_size: int = 10,
+                 radius: float = 5.0, norm=2, pool_factor: int = 10, c_init: float = 1.0,
+                 seed: int = 0) -> np.ndarray:
     """CLEVER untargeted score of every point: ``art.metrics.clever_u``, guarded.
 
     NumPy's generator is seeded with ``seed`` before *each* point, so a point's

@@ -1,4 +1,5 @@
 from advfit.config import ConfigError, validate_config
+from advfit.datasets import PREPARED_LAYOUT
 from advfit.plugins import attack_sources, model_source
 
 # Validate before any job is scheduled; the message names the offending key.

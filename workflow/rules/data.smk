@@ -27,6 +27,8 @@ rule prepare_dataset:
         ENV
     params:
         spec=config["dataset"],
+        # A changed layout reruns this rule (Snakemake's params trigger).
+        layout=PREPARED_LAYOUT,
     script:
         "../scripts/prepare_dataset.py"
 

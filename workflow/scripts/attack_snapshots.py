@@ -21,7 +21,7 @@ with job_log(snakemake.log[0]) as log:
 
     from advfit.adversarial import target_labels
     from advfit.attacks import AttackSpec, craft
-    from advfit.datasets import PooledData
+    from advfit.datasets import load_prepared
     from advfit.io import load_json, load_npz, meta_to_array, save_csv, save_npz, versions
     from advfit.models import build_model
     from advfit.trajectory import (attack_snapshot, chosen_epochs, chunked, fingerprint,
@@ -29,7 +29,7 @@ with job_log(snakemake.log[0]) as log:
     from advfit.training import list_snapshots
 
     spec = snakemake.params.spec
-    data = PooledData(load_npz(snakemake.input.data))
+    data = load_prepared(snakemake.input.data)
     split = load_npz(snakemake.input.split)
     best = load_json(snakemake.input.best)["best_epoch"]
     snapshots = list_snapshots(snakemake.input.snapshots)
@@ -39,7 +39,7 @@ with job_log(snakemake.log[0]) as log:
     points = point_sample(split["test"], spec["n_points"], points_seed)
     x, y = data.take(points)
     attack = AttackSpec.from_config(w.attack, snakemake.params.attack)
-    model = build_model(snakemake.params.model, data.x.shape[1:], data.n_classes)
+    model = build_model(snakemake.params.model, data.image_shape, data.n_classes)
 
     def compute(epoch):
         # Seeded per snapshot, so a resumed job draws what an uninterrupted one did.

@@ -20,20 +20,20 @@ with job_log(snakemake.log[0]) as log:
 
     import pandas as pd
 
-    from advfit.datasets import PooledData
+    from advfit.datasets import load_prepared
     from advfit.io import load_npz, save_csv
     from advfit.models import build_model
     from advfit.snapshot_metrics import metric_sample, metrics_by_epoch
     from advfit.training import snapshot_name
 
     spec = snakemake.params.spec
-    data = PooledData(load_npz(snakemake.input.data))
+    data = load_prepared(snakemake.input.data)
     split = load_npz(snakemake.input.split)
     points = metric_sample(split["test"], spec["n_points"], seed)
     x, y = data.take(points)
     snapshot_dir = Path(snakemake.input.snapshots)
     epochs = sorted(int(p.name[6:9]) for p in snapshot_dir.glob("epoch_*.weights.h5"))
-    model = build_model(snakemake.params.model, data.x.shape[1:], data.n_classes)
+    model = build_model(snakemake.params.model, data.image_shape, data.n_classes)
     rows = metrics_by_epoch(model, {e: snapshot_dir / snapshot_name(e) for e in epochs}, x, y,
                             spec["metrics"], seed)
     table = pd.DataFrame(rows)

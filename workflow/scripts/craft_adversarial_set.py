@@ -18,14 +18,14 @@ with job_log(snakemake.log[0]) as log:
 
     from advfit.adversarial import craft_adversarial_set
     from advfit.attacks import AttackSpec
-    from advfit.datasets import PooledData
+    from advfit.datasets import load_prepared
     from advfit.io import load_json, load_npz, meta_to_array, save_npz, versions
     from advfit.models import build_model
 
-    data = PooledData(load_npz(snakemake.input.data))
+    data = load_prepared(snakemake.input.data)
     test_index = load_npz(snakemake.input.split)["test"]
     best = load_json(snakemake.input.best)
-    model = build_model(snakemake.params.model, data.x.shape[1:], data.n_classes)
+    model = build_model(snakemake.params.model, data.image_shape, data.n_classes)
     model.load_weights(Path(snakemake.input.snapshots) / best["snapshot"])
     attack = AttackSpec.from_config(w.attack, snakemake.params.attack)
     x_test, y_test = data.take(test_index)

@@ -17,17 +17,17 @@ with job_log(snakemake.log[0]) as log:
     device = runtime.configure(snakemake.threads, seed=seed)
 
     from advfit.attacks import AttackSpec
-    from advfit.datasets import PooledData
+    from advfit.datasets import load_prepared
     from advfit.io import load_json, load_npz, meta_to_array, save_npz, versions
     from advfit.knn_experiment import SplitKnn, arrays_to_predictions, craft_knn_adversarial_set
     from advfit.models import build_model
 
     spec = snakemake.params.knn
-    data = PooledData(load_npz(snakemake.input.data))
+    data = load_prepared(snakemake.input.data)
     split = load_npz(snakemake.input.split)
     test_predictions = arrays_to_predictions(load_npz(snakemake.input.test_predictions))
     best = load_json(snakemake.input.best)
-    model = build_model(snakemake.params.model, data.x.shape[1:], data.n_classes)
+    model = build_model(snakemake.params.model, data.image_shape, data.n_classes)
     model.load_weights(Path(snakemake.input.snapshots) / best["snapshot"])
     classifier = SplitKnn.from_spec(data, split, spec)
     attack = AttackSpec.from_config(w.attack, snakemake.params.attack)

@@ -3,12 +3,12 @@ from advfit.jobs import job_log
 with job_log(snakemake.log[0]) as log:
     import pandas as pd
 
-    from advfit.datasets import PooledData
+    from advfit.datasets import load_prepared
     from advfit.io import load_npz, meta_to_array, save_csv, save_npz
     from advfit.knn_experiment import SplitKnn, arrays_to_predictions, evaluate_knn_split
 
     spec = snakemake.params.knn
-    data = PooledData(load_npz(snakemake.input.data))
+    data = load_prepared(snakemake.input.data)
     split = load_npz(snakemake.input.split)
     classifier = SplitKnn.from_spec(data, split, spec, snakemake.threads)
     test_predictions = arrays_to_predictions(load_npz(snakemake.input.test_predictions))

@@ -13,13 +13,13 @@ with job_log(snakemake.log[0]) as log:
 
     import pandas as pd
 
-    from advfit.datasets import PooledData
+    from advfit.datasets import load_prepared
     from advfit.evaluation import check_zero_at_best, evaluate_split
     from advfit.io import load_json, load_npz, meta_to_array, save_csv, save_npz
     from advfit.training import recorded_training_labels
 
     w = snakemake.wildcards
-    data = PooledData(load_npz(snakemake.input.data))
+    data = load_prepared(snakemake.input.data)
     split = load_npz(snakemake.input.split)
     best = load_json(snakemake.input.best)
     adversarial = {name: load_npz(path)

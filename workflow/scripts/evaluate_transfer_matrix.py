@@ -22,14 +22,14 @@ with job_log(snakemake.log[0]) as log:
 
     from advfit.adversarial import craft_adversarial_set
     from advfit.attacks import AttackSpec
-    from advfit.datasets import PooledData
+    from advfit.datasets import load_prepared
     from advfit.io import load_json, load_npz, meta_to_array, save_csv, save_npz, versions
     from advfit.models import build_model
     from advfit.trajectory import chosen_epochs, chunked, evaluate_sets, fingerprint
     from advfit.training import list_snapshots
 
     spec = snakemake.params.spec
-    data = PooledData(load_npz(snakemake.input.data))
+    data = load_prepared(snakemake.input.data)
     test_index = load_npz(snakemake.input.split)["test"]
     best = load_json(snakemake.input.best)["best_epoch"]
     snapshots = list_snapshots(snakemake.input.snapshots)
@@ -37,7 +37,7 @@ with job_log(snakemake.log[0]) as log:
     craft_epochs = sorted(set(craft_epochs) | {min(snapshots)})
     attack = AttackSpec.from_config(w.attack, snakemake.params.attack)
     x_test, y_test = data.take(test_index)
-    model = build_model(snakemake.params.model, data.x.shape[1:], data.n_classes)
+    model = build_model(snakemake.params.model, data.image_shape, data.n_classes)
     # The same draw of sources as the adversarial set crafted at M.
     source_seed = job_seed(snakemake.params.seed, w.dataset, w.model, w.regime, w.split, "sources")
     at_best = load_npz(snakemake.input.adversarial)  # the row at M: the adversarial set itself

@@ -1,12 +1,12 @@
 from advfit.jobs import job_log
 
 with job_log(snakemake.log[0]) as log:
-    from advfit.datasets import PooledData
-    from advfit.io import load_npz, meta_to_array, save_npz
+    from advfit.datasets import load_prepared
+    from advfit.io import meta_to_array, save_npz
     from advfit.splits import make_splits
 
     spec = snakemake.params.splits
-    data = PooledData(load_npz(snakemake.input[0]))
+    data = load_prepared(snakemake.input[0])
     splits = make_splits(data, spec["method"], spec["n_splits"], snakemake.params.seed,
                          spec.get("validation_fraction", 0.2))
     for path, split in zip(snakemake.output, splits):

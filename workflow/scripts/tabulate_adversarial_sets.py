@@ -4,11 +4,11 @@ with job_log(snakemake.log[0]) as log:
     import pandas as pd
 
     from advfit.aggregate import summarise_distances
-    from advfit.datasets import PooledData
+    from advfit.datasets import load_prepared
     from advfit.distances import perturbation_norms
     from advfit.io import array_to_meta, load_npz, save_csv
 
-    data = PooledData(load_npz(snakemake.input.data))
+    data = load_prepared(snakemake.input.data)
     convention = snakemake.params.l2_convention
     sets, per_ae = [], []
     for keys, path in zip(snakemake.params.sets, snakemake.input.adversarial):
@@ -18,7 +18,7 @@ with job_log(snakemake.log[0]) as log:
                      "n_tried": int(adv["n_tried"]), "n_success": int(adv["n_success"]),
                      "success_rate": int(adv["n_success"]) / max(int(adv["n_tried"]), 1),
                      "params": str(meta["params"])})
-        norms = perturbation_norms(adv["x"], data.x[adv["source_index"]], convention)
+        norms = perturbation_norms(adv["x"], data.images(adv["source_index"]), convention)
         per_ae.append(pd.DataFrame({**keys, "source_index": adv["source_index"], **norms,
                                     "l2_convention": convention}))
     per_ae = pd.concat(per_ae, ignore_index=True)

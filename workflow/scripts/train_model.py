@@ -17,14 +17,14 @@ with job_log(snakemake.log[0]) as log:
     seed = job_seed(snakemake.params.seed, w.dataset, w.model, w.regime, w.split)
     device = runtime.configure(snakemake.threads, seed=seed)
 
-    from advfit.datasets import PooledData
+    from advfit.datasets import load_prepared
     from advfit.io import load_npz, save_csv, save_json, versions
     from advfit.models import build_model
     from advfit.training import train_regime
 
-    data = PooledData(load_npz(snakemake.input.data))
+    data = load_prepared(snakemake.input.data)
     split = load_npz(snakemake.input.split)
-    model = build_model(snakemake.params.model, data.x.shape[1:], data.n_classes)
+    model = build_model(snakemake.params.model, data.image_shape, data.n_classes)
     # Snapshots go to a staging folder renamed into place at the end: the
     # declared folder exists only once every epoch is written. Snakemake does
     # not know the staging folder, so a killed job leaves it behind, with a
