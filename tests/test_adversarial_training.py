@@ -246,10 +246,13 @@ def test_the_optimizer_state_matters_to_an_adversarial_resume(small_digits, tmp_
 # ---------------------------------------------------------------- what it buys
 
 def test_pgd_training_raises_white_box_pgd_robust_accuracy_at_the_last_epoch(digits, tmp_path):
-    """Normal vs PGD adversarial training, same data, seed and budget: the
-    registry's white-box PGD on the last snapshots, on 200 fixed test points.
-    Measured (4 epochs, Adam 0.01, batch 64, 1000 training images, eps 0.1):
-    see the README, "Adversarial training"."""
+    """Normal vs PGD adversarial training, same data, seed, optimizer and
+    epochs: the registry's white-box PGD (eps 0.15, 20 steps) on the last
+    snapshots, on 200 fixed test points. Measured (seeds 3, 4, 5), robust
+    accuracy normal 0.27, 0.26, 0.18 vs adversarially trained 0.60, 0.52,
+    0.54 (margins 0.26 to 0.36), clean accuracy 0.94-0.97 vs 0.91-0.95."""
+    import keras
+
     from advfit import runtime
 
     runtime.configure(1, seed=0)
@@ -261,24 +264,21 @@ def test_pgd_training_raises_white_box_pgd_robust_accuracy_at_the_last_epoch(dig
     validation = digits.take(digits.official_train[1000:1200])
     test = digits.take(digits.official_test)
     x, y = test[0][:200], test[1][:200]
-    regime = {"optimizer": "adam", "learning_rate": 0.01, "batch_size": 64, "epochs": 4}
-    attack = {"eps": 0.1, "eps_iter": 0.01, "nb_iter": 20}
+    regime = {"optimizer": "adam", "learning_rate": 0.003, "batch_size": 64, "epochs": 5}
+    at = {"attack": "pgd", "eps": 0.15, "eps_iter": 0.0375, "nb_iter": 7}
     measured = {}
-    for name, spec in (("normal", regime), ("pgd_at", {**regime, "adversarial_training": AT})):
+    for name, spec in (("normal", regime), ("pgd_at", {**regime, "adversarial_training": at})):
+        keras.utils.set_random_seed(3)  # the same initial weights
         model = build_model("lenet5", digits.x.shape[1:], 10)
-        started = time.perf_counter()
-        history = train_regime(model, spec, train, validation, test, tmp_path / name, seed=3)
-        seconds = time.perf_counter() - started
+        train_regime(model, spec, train, validation, test, tmp_path / name, seed=3)
         runtime.configure(1, seed=11)  # the same random starts for both attacks
-        x_adv = run_attack("pgd", model, x, y, attack)
+        x_adv = run_attack("pgd", model, x, y, {"eps": 0.15, "eps_iter": 0.015, "nb_iter": 20})
         robust = float(np.mean(np.argmax(model.predict(x_adv, verbose=0), axis=1) == y))
         clean = float(np.mean(np.argmax(model.predict(x, verbose=0), axis=1) == y))
-        measured[name] = (clean, robust, history.test_accuracy.iloc[-1], seconds)
-    print({name: tuple(round(v, 3) for v in values) for name, values in measured.items()})
-    (clean_n, robust_n, _, _), (clean_at, robust_at, _, _) = measured["normal"], measured["pgd_at"]
+        measured[name] = (clean, robust)
+    print("clean, robust accuracy:", measured)
+    (clean_n, robust_n), (clean_at, robust_at) = measured["normal"], measured["pgd_at"]
     assert robust_n <= clean_n and robust_at <= clean_at
-    assert robust_at >= robust_n + MARGIN
-    assert clean_at >= 0.8  # still a digit classifier on clean data
-
-
-MARGIN = 0.15
+    assert robust_n < 0.4  # the attack bites the normal regime
+    assert robust_at >= robust_n + 0.15  # measured margin 0.26 to 0.36
+    assert clean_at >= 0.85  # still a digit classifier on clean data
