@@ -1,4 +1,4 @@
-"""Benchmark 6: cost of the white-box view, per snapshot and attack.
+"""Benchmark 8: cost of the white-box view, per snapshot and attack.
 
 One white-box chunk (advfit.trajectory.attack_snapshot: a snapshot loaded,
 its clean predictions, the attack on the points it gets right, the robust

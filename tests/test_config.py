@@ -269,3 +269,55 @@ def test_readme_attack_table_shows_the_declared_defaults(root):
         assert set(shown) >= {n for n, p in declared.items() if not p.required}, method
         checked.add(method)
     assert checked == set(ATTACK_PARAMS) - {"fgsm_art", "pgd_art"}  # "as fgsm, pgd"
+
+
+# ---------------------------------------------------------------- adversarial training
+
+PGD_AT = {"attack": "pgd", "eps": 0.1, "eps_iter": 0.025, "nb_iter": 5}
+
+
+def test_adversarial_training_is_optional_and_gets_its_defaults(default_config):
+    default_config["regimes"]["overfit"]["adversarial_training"] = dict(PGD_AT)
+    config = validate_config(default_config)
+    assert "adversarial_training" not in config["regimes"]["normal"]  # absent stays absent
+    assert config["regimes"]["overfit"]["adversarial_training"] == {
+        **PGD_AT, "fraction": 1.0, "rand_init": True}
+
+
+@pytest.mark.parametrize("change,named", [
+    ({"attack": "fgsm"}, "'regimes.overfit.adversarial_training.attack'"),
+    ({"attack": "cw_l2"}, "'regimes.overfit.adversarial_training.attack'"),
+    ({"fraction": 1.5}, "'regimes.overfit.adversarial_training.fraction'"),
+    ({"fraction": -0.1}, "'regimes.overfit.adversarial_training.fraction'"),
+    ({"eps": 0}, "'regimes.overfit.adversarial_training.eps'"),
+    ({"eps": 1.5}, "'regimes.overfit.adversarial_training.eps'"),
+    ({"eps_iter": 0.2}, "'regimes.overfit.adversarial_training.eps_iter'"),  # > eps
+    ({"eps_iter": 0}, "'regimes.overfit.adversarial_training.eps_iter'"),
+    ({"nb_iter": 0}, "'regimes.overfit.adversarial_training.nb_iter'"),
+    ({"nb_iter": 2.5}, "'regimes.overfit.adversarial_training.nb_iter'"),
+    ({"rand_init": "yes"}, "'regimes.overfit.adversarial_training.rand_init'"),
+    ({"norm": 2}, "'regimes.overfit.adversarial_training.norm'"),  # L-inf only, no norm key
+    ({"nb_iter": None}, "'regimes.overfit.adversarial_training.nb_iter'"),
+])
+def test_bad_adversarial_training_is_rejected_naming_the_key(default_config, change, named):
+    spec = {**PGD_AT, **change}
+    default_config["regimes"]["overfit"]["adversarial_training"] = spec
+    with pytest.raises(ConfigError) as error:
+        validate_config(default_config)
+    assert named in str(error.value)
+
+
+@pytest.mark.parametrize("missing", ["attack", "eps", "eps_iter", "nb_iter"])
+def test_adversarial_training_needs_its_attack_parameters(default_config, missing):
+    spec = {k: v for k, v in PGD_AT.items() if k != missing}
+    default_config["regimes"]["normal"]["adversarial_training"] = spec
+    with pytest.raises(ConfigError,
+                       match=rf"'regimes\.normal\.adversarial_training\.{missing}': required"):
+        validate_config(default_config)
+
+
+def test_adversarial_training_step_equal_to_eps_and_fraction_bounds_are_accepted(default_config):
+    for fraction in (0, 0.5, 1):
+        default_config["regimes"]["overfit"]["adversarial_training"] = {
+            **PGD_AT, "eps_iter": 0.1, "fraction": fraction, "rand_init": False}
+        validate_config(default_config)

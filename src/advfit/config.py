@@ -186,6 +186,9 @@ def _semantic_problems(config: dict) -> list[str]:
         if "momentum" in regime and regime["optimizer"] != "sgd":
             problems.append(f"config key 'regimes.{name}.momentum': only the sgd optimizer "
                             f"takes a momentum, this regime uses {regime['optimizer']}")
+        if "adversarial_training" in regime:  # eps_iter at most eps, in the data's range
+            problems += budget_problems(f"regimes.{name}.adversarial_training",
+                                        regime["adversarial_training"], info.image_shape)
     return problems
 
 

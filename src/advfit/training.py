@@ -148,6 +148,10 @@ def _fingerprint(regime: dict, seed: int, train, validation, test) -> str:
     and the data. A changed config therefore restarts from scratch."""
     digest = hashlib.sha256()
     spec = {k: v for k, v in regime.items() if k != "epochs"}
+    if spec.get("adversarial_training"):  # with its defaults: written out or not, the same run
+        from .adversarial_training import resolve_spec
+
+        spec["adversarial_training"] = resolve_spec(spec["adversarial_training"])
     digest.update(json.dumps({"regime": spec, "seed": int(seed)}, sort_keys=True).encode())
     for x, y in (train, validation, test):
         for array in (x, y):
@@ -268,7 +272,11 @@ def train_regime(model, regime: dict, train, validation, test, snapshot_dir: Pat
     given and removes any snapshot and state already there. A regime's
     ``label_noise`` replaces that fraction of ``train``'s labels before training
     (:func:`training_labels`, seeded from the seed); the returned table's
-    ``attrs["label_noise"]`` records it. State files are removed at
+    ``attrs["label_noise"]`` records it. A regime's ``adversarial_training``
+    trains each epoch on PGD AEs crafted batch by batch on the current weights
+    (:mod:`advfit.adversarial_training`) instead of ``model.fit``, just as
+    deterministic and resumable; ``attrs["adversarial_training"]`` records its
+    spec (None without). State files are removed at
     the end unless ``keep_state``. ``stop_after`` ends the call after that
     epoch (the state is kept), as a kill would: for tests.
     """
@@ -306,16 +314,20 @@ def train_regime(model, regime: dict, train, validation, test, snapshot_dir: Pat
             row["epoch"] = int(row["epoch"])
         log.info("resuming after epoch %d of %d from %s", start, epochs, snapshot_dir)
     _clear(snapshot_dir, after=start)
+    trainer = None
+    if regime.get("adversarial_training"):  # after the restore: the step builds the optimizer
+        from .adversarial_training import AdversarialTrainer
+
+        trainer = AdversarialTrainer(model, regime["adversarial_training"], batch_size)
 
     for epoch in range(start, epochs):
         number = epoch + 1
         keras.utils.set_random_seed(epoch_seed(base_seed, number))
-        # An empty validation set (paper 000 has none) gives NaN validation columns.
-        fit = model.fit(*train, validation_data=validation if len(validation[1]) else None,
-                        initial_epoch=epoch, epochs=number, batch_size=batch_size,
-                        shuffle=True, verbose=0)
-        logs = {"val_loss": float("nan"), "val_accuracy": float("nan"),
-                **{key: float(values[-1]) for key, values in fit.history.items()}}
+        if trainer is None:
+            logs = _fit_epoch(model, train, validation, epoch, batch_size)
+        else:
+            logs = _adversarial_epoch(model, trainer, train, validation,
+                                      epoch_seed(base_seed, number))
         test_loss, test_accuracy = model.evaluate(*test, batch_size=eval_batch_size, verbose=0)
         row = {"epoch": number, "train_loss": logs["loss"], "train_accuracy": logs["accuracy"],
                "val_loss": logs["val_loss"], "val_accuracy": logs["val_accuracy"],
@@ -330,19 +342,42 @@ def train_regime(model, regime: dict, train, validation, test, snapshot_dir: Pat
         log.info("epoch %d: %s", number,
                  ", ".join(f"{k}={v:.4f}" for k, v in row.items() if k != "epoch"))
         if stop_after is not None and number >= stop_after and number < epochs:
-            return _history_table(history, noise)
+            return _history_table(history, noise, trainer)
 
     if not keep_state:
         for old in _epochs_present(snapshot_dir, _STATE):
             (snapshot_dir / state_name(old)).unlink(missing_ok=True)
-    return _history_table(history, noise)
+    return _history_table(history, noise, trainer)
 
 
-def _history_table(history: list[dict], noise: dict):
+def _fit_epoch(model, train, validation, epoch: int, batch_size: int) -> dict:
+    """One epoch of ``model.fit``: its training and validation loss and accuracy."""
+    # An empty validation set (paper 000 has none) gives NaN validation columns.
+    fit = model.fit(*train, validation_data=validation if len(validation[1]) else None,
+                    initial_epoch=epoch, epochs=epoch + 1, batch_size=batch_size,
+                    shuffle=True, verbose=0)
+    return {"val_loss": float("nan"), "val_accuracy": float("nan"),
+            **{key: float(values[-1]) for key, values in fit.history.items()}}
+
+
+def _adversarial_epoch(model, trainer, train, validation, seed: int) -> dict:
+    """One epoch of adversarial training; validation scored on clean data, as ``fit`` does."""
+    logs = trainer.fit_epoch(*train, seed=seed)
+    logs["val_loss"] = logs["val_accuracy"] = float("nan")
+    if len(validation[1]):
+        logs["val_loss"], logs["val_accuracy"] = (float(v) for v in model.evaluate(
+            *validation, batch_size=trainer.batch_size, verbose=0))
+    return logs
+
+
+def _history_table(history: list[dict], noise: dict, trainer=None):
     """The history as a DataFrame; ``attrs["label_noise"]`` is the record of
-    :func:`training_labels` (for ``training.json``)."""
+    :func:`training_labels` and ``attrs["adversarial_training"]`` the resolved
+    spec of the regime's adversarial training, None without (both for
+    ``training.json``)."""
     import pandas as pd
 
     table = pd.DataFrame(history, columns=HISTORY_COLUMNS)
     table.attrs["label_noise"] = noise
+    table.attrs["adversarial_training"] = None if trainer is None else dict(trainer.spec)
     return table

@@ -34,6 +34,7 @@ with job_log(snakemake.log[0]) as log:
     staging = final.with_name(final.name + ".partial")
     # With label_noise, train_regime replaces a seeded fraction of the training
     # split's labels by other classes; every other set keeps its true labels.
+    # With adversarial_training, it trains on PGD AEs crafted batch by batch.
     history = train_regime(model, snakemake.params.regime,
                            data.take(split["train"]), data.take(split["validation"]),
                            data.take(split["test"]), staging, seed=seed, resume=True)
@@ -42,7 +43,10 @@ with job_log(snakemake.log[0]) as log:
     save_json(snakemake.output.meta, {
         "dataset": w.dataset, "model": w.model, "regime": w.regime, "split": w.split,
         "regime_spec": snakemake.params.regime, "seed": seed,
-        "label_noise": history.attrs["label_noise"], "device": device, "versions": versions(),
+        "label_noise": history.attrs["label_noise"],
+        # The resolved PGD adversarial-training spec (defaults filled); null without.
+        "adversarial_training": history.attrs["adversarial_training"],
+        "device": device, "versions": versions(),
         **({"model_spec": snakemake.params.model,
             "builder_sha256": snakemake.params.model_source}
            if snakemake.params.model_source else {}),
