@@ -17,7 +17,7 @@ from conftest import ROOT
 
 SLURM_SH = ROOT / ".ci" / "slurm.sh"
 GPU_RULES = {"train_model", "craft_adversarial_set", "evaluate_snapshots",
-             "craft_knn_adversarial_set"}
+             "craft_knn_adversarial_set", "attack_snapshots", "evaluate_transfer_matrix"}
 TINY = {
     "seed": 5,
     "dataset": {"name": "digits"},
