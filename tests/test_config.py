@@ -23,7 +23,7 @@ def _set(config, dotted, value):
     *parents, last = dotted.split(".")
     node = config
     for key in parents:
-        node = node[key]
+        node = node.setdefault(key, {})  # a section the default config leaves out
     if value is _DELETE:
         del node[last]
     else:
@@ -64,6 +64,11 @@ REJECTED = [
     ("regimes.overfit.label_noise", 1, "regimes.overfit.label_noise"),
     ("regimes.normal.label_noise", "0.3", "regimes.normal.label_noise"),
     ("regimes.normal.label_noise", True, "regimes.normal.label_noise"),
+    ("statistics.confidence", 1.0, "statistics.confidence"),
+    ("statistics.confidence", 0, "statistics.confidence"),
+    ("statistics.alternative", "bigger", "statistics.alternative"),
+    ("statistics.paired_epochs", [["best", 21]], "statistics.paired_epochs.0"),
+    ("statistics.paired_epochs", [["best"]], "statistics.paired_epochs.0"),
 ]
 
 
@@ -238,3 +243,14 @@ def test_metric_sample_larger_than_test_set_is_rejected(default_config):
     default_config["robustness_metrics"] = {"n_points": 361, "metrics": {"loss_sensitivity": {}}}
     with pytest.raises(ConfigError, match=r"'robustness_metrics.n_points': 361 is larger"):
         validate_config(default_config)
+
+
+def test_clever_repeats_below_one_are_rejected(default_config):
+    default_config["robustness_metrics"] = {"n_points": 10, "clever_repeats": 0,
+                                            "metrics": {"clever_u": {}}}
+    with pytest.raises(ConfigError, match=r"'robustness_metrics.clever_repeats'"):
+        validate_config(default_config)
+    default_config["robustness_metrics"]["clever_repeats"] = 2
+    assert validate_config(default_config)["statistics"] == {
+        "confidence": 0.95, "alternative": "two-sided", "paired_epochs": [["best", "last"]],
+        "bootstrap_resamples": 2000}

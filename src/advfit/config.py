@@ -141,6 +141,7 @@ def _semantic_problems(config: dict) -> list[str]:
             problems.append(f"config key 'attacks.{name}.eps_iter': {attack['eps_iter']} "
                             f"is larger than eps ({attack['eps']})")
     problems += _knn_problems(config)
+    problems += _statistics_problems(config)
     metrics = config.get("robustness_metrics")
     if metrics and metrics["n_points"] > info.n_test:
         problems.append(f"config key 'robustness_metrics.n_points': {metrics['n_points']} is "
@@ -149,6 +150,18 @@ def _semantic_problems(config: dict) -> list[str]:
         if "momentum" in regime and regime["optimizer"] != "sgd":
             problems.append(f"config key 'regimes.{name}.momentum': only the sgd optimizer "
                             f"takes a momentum, this regime uses {regime['optimizer']}")
+    return problems
+
+
+def _statistics_problems(config: dict) -> list[str]:
+    """Epoch numbers of the paired tests must exist in every regime."""
+    shortest = min(regime["epochs"] for regime in config["regimes"].values())
+    problems = []
+    for i, pair in enumerate(config["statistics"]["paired_epochs"]):
+        for epoch in pair:
+            if isinstance(epoch, int) and epoch > shortest:
+                problems.append(f"config key 'statistics.paired_epochs.{i}': epoch {epoch} is "
+                                f"beyond the shortest regime ({shortest} epochs)")
     return problems
 
 

@@ -67,7 +67,7 @@ def accuracy_rows(correct: dict[int, np.ndarray], segments: dict[tuple[str, str]
 
 def evaluate_split(model_name: str, data, split: dict, snapshot_dir, best_epoch: int,
                    adversarial: dict[str, dict], batch_size: int = 1024,
-                   train_labels: np.ndarray | None = None):
+                   train_labels: np.ndarray | None = None, return_correctness: bool = False):
     """Score every snapshot of one split x regime on every evaluation set.
 
     ``train_labels``, when given, replace the training split's true labels in
@@ -76,6 +76,8 @@ def evaluate_split(model_name: str, data, split: dict, snapshot_dir, best_epoch:
     Returns the tidy rows and the fail subset (pooled indices of the test
     samples that the best snapshot misclassifies). The fail subset's rows are
     read off the test set's predictions, so it costs no extra inference.
+    With ``return_correctness``, also the per-example correctness of every
+    evaluation set (:func:`correctness_matrices`), for the paired tests.
     """
     from .aggregate import NO_ATTACK
     from .models import build_model
@@ -114,4 +116,29 @@ def evaluate_split(model_name: str, data, split: dict, snapshot_dir, best_epoch:
                 ("fail_subset", NO_ATTACK): fail_positions,
                 **{k: v for k, v in segments.items() if k[0] == "adversarial"}}
     fail_index = np.asarray(split["test"])[failed]
-    return accuracy_rows(correct, segments), fail_index
+    rows = accuracy_rows(correct, segments)
+    if return_correctness:
+        return rows, fail_index, correctness_matrices(correct, segments)
+    return rows, fail_index
+
+
+def correctness_key(eval_set: str, attack: str) -> str:
+    """The npz key of an evaluation set's correctness matrix: ``test``, ``adversarial__fgsm``."""
+    from .aggregate import NO_ATTACK
+
+    return eval_set if attack == NO_ATTACK else f"{eval_set}__{attack}"
+
+
+def correctness_matrices(correct: dict[int, np.ndarray],
+                         segments: dict[tuple[str, str], slice | np.ndarray]) -> dict:
+    """Boolean matrix epochs x samples of each evaluation set, plus ``epochs``.
+
+    The very vectors that :func:`accuracy_rows` counts, so a paired test on
+    them agrees with the accuracy table by construction (and is checked).
+    """
+    epochs = sorted(correct)
+    out = {"epochs": np.asarray(epochs, dtype=np.int64)}
+    for (eval_set, attack), where in segments.items():
+        out[correctness_key(eval_set, attack)] = np.stack(
+            [correct[e][where] for e in epochs]).astype(bool).reshape(len(epochs), -1)
+    return out

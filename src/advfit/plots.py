@@ -113,8 +113,19 @@ def _mark_best_epochs(ax, epochs, color="0.15") -> None:
         ax.axvline(epoch, color=color, ls=":", lw=1.6, alpha=0.45, zorder=1.5)
 
 
-def plot_accuracy_vs_epoch(table: pd.DataFrame, best: pd.DataFrame):
-    """Accuracy against epoch per regime, mean and standard deviation over splits.
+def t_band(confidence: float = 0.95):
+    """Seaborn errorbar: the t-interval of the mean over splits (advfit.statistics)."""
+    from .statistics import t_interval
+
+    return lambda values: t_interval(values, confidence)
+
+
+def _band_name(confidence: float) -> str:
+    return f"{100 * confidence:g} % t-interval"
+
+
+def plot_accuracy_vs_epoch(table: pd.DataFrame, best: pd.DataFrame, confidence: float = 0.95):
+    """Accuracy against epoch per regime, mean and t-interval of the mean over splits.
 
     ``best`` holds each split's best epoch (columns regime, best_epoch), drawn
     as dotted vertical lines.
@@ -129,7 +140,7 @@ def plot_accuracy_vs_epoch(table: pd.DataFrame, best: pd.DataFrame):
         rows = data[data.regime == regime]
         sns.lineplot(data=rows, x="epoch", y="accuracy", hue="set", hue_order=order,
                      palette=palette, style="set", style_order=order, dashes=dashes,
-                     errorbar="sd", legend=False, ax=ax)
+                     errorbar=t_band(confidence), legend=False, ax=ax)
         _mark_best_epochs(ax, best.loc[best.regime == regime, "best_epoch"])
         _integer_axis(ax, rows.epoch.min(), rows.epoch.max())
         ax.set_ylim(-0.02, 1.02)
@@ -140,11 +151,13 @@ def plot_accuracy_vs_epoch(table: pd.DataFrame, best: pd.DataFrame):
     handles.append(Line2D([], [], **BEST_EPOCH_STYLE))
     labels = _legend_labels(data, order) + ["best epoch M of a split\n(darker: several splits)"]
     _legend_below(fig, handles, labels, "evaluation set", 3)
-    fig.suptitle(f"Accuracy of every snapshot, mean ± sd over {_splits(_n_splits(data))}")
+    fig.suptitle(f"Accuracy of every snapshot, mean and {_band_name(confidence)} over "
+                 f"{_splits(_n_splits(data))}")
     return fig
 
 
-def plot_asr_vs_epoch(table: pd.DataFrame, best: pd.DataFrame | None = None):
+def plot_asr_vs_epoch(table: pd.DataFrame, best: pd.DataFrame | None = None,
+                      confidence: float = 0.95):
     """Attack success rate (1 - accuracy) on each adversarial set, per attack and regime.
 
     With ``best``, each split's best epoch is drawn in its regime's colour.
@@ -158,7 +171,7 @@ def plot_asr_vs_epoch(table: pd.DataFrame, best: pd.DataFrame | None = None):
     for i, (attack, ax) in enumerate(zip(attacks, axes)):
         rows = data[data.attack == attack]
         sns.lineplot(data=rows, x="epoch", y="asr", hue="regime", hue_order=regimes,
-                     palette=palette, errorbar="sd", legend=False, ax=ax)
+                     palette=palette, errorbar=t_band(confidence), legend=False, ax=ax)
         if best is not None:
             for regime in regimes:
                 _mark_best_epochs(ax, best.loc[best.regime == regime, "best_epoch"],
@@ -177,7 +190,7 @@ def plot_asr_vs_epoch(table: pd.DataFrame, best: pd.DataFrame | None = None):
         labels.append("best epoch M of a split\n(regime's colour)")
     _legend_below(fig, handles, labels, "regime", 3)
     fig.suptitle("Attack success rate on each adversarial set, "
-                 f"mean ± sd over {_splits(_n_splits(data))}")
+                 f"mean and {_band_name(confidence)} over {_splits(_n_splits(data))}")
     return fig
 
 

@@ -18,6 +18,7 @@ rule compute_robustness_metrics:
     params:
         spec=config.get("robustness_metrics"),
         seed=config["seed"],
+        confidence=config["statistics"]["confidence"],
     script:
         "../scripts/compute_robustness_metrics.py"
 
