@@ -227,7 +227,7 @@ def _k_axis(ax, ks) -> None:
     ax.set_xlabel("K (number of neighbours)")
 
 
-def plot_knn_train_test_vs_k(table: pd.DataFrame):
+def plot_knn_train_test_vs_k(table: pd.DataFrame, confidence: float = 0.95):
     """K-NN training and test accuracy against K (paper 000 Fig. 7)."""
     _theme()
     data = _with_sets(table[table.eval_set.isin(["train", "test"])])
@@ -235,18 +235,19 @@ def plot_knn_train_test_vs_k(table: pd.DataFrame):
     palette, dashes = set_palette(order), set_dashes(order)
     fig, ax = plt.subplots(figsize=(6.0, 4.4), layout="constrained")
     sns.lineplot(data=data, x="k", y="accuracy", hue="set", hue_order=order, palette=palette,
-                 marker="o", errorbar="sd", legend=False, ax=ax)
+                 marker="o", errorbar=t_band(confidence), legend=False, ax=ax)
     _k_axis(ax, data.k.unique())
     low = float(np.nanmin(data.accuracy)) if len(data) else 0.0
     ax.set_ylim(max(-0.02, low - 0.05), 1.02)
     ax.set_ylabel(ACCURACY)
     ax.set_title("K-NN: fitting (train) and generalisation (test)\n"
-                 f"mean ± sd over {_splits(_n_splits(data))}", fontsize=12)
+                 f"mean and {_band_name(confidence)} over {_splits(_n_splits(data))}",
+                 fontsize=12)
     _legend_below(fig, _set_handles(order, palette, dashes), order, "evaluation set")
     return fig
 
 
-def plot_knn_accuracy_vs_k(table: pd.DataFrame):
+def plot_knn_accuracy_vs_k(table: pd.DataFrame, confidence: float = 0.95):
     """K-NN accuracy against K on the test set, fail subset and adversarial sets (Fig. 8)."""
     _theme()
     data = _with_sets(table[table.eval_set != "train"])
@@ -254,13 +255,14 @@ def plot_knn_accuracy_vs_k(table: pd.DataFrame):
     palette, dashes = set_palette(order), set_dashes(order)
     fig, ax = plt.subplots(figsize=(6.5, 4.8), layout="constrained")
     sns.lineplot(data=data, x="k", y="accuracy", hue="set", hue_order=order, palette=palette,
-                 style="set", style_order=order, dashes=dashes, marker="o", errorbar="sd",
-                 legend=False, ax=ax)
+                 style="set", style_order=order, dashes=dashes, marker="o",
+                 errorbar=t_band(confidence), legend=False, ax=ax)
     _k_axis(ax, data.k.unique())
     ax.set_ylim(-0.02, 1.02)
     ax.set_ylabel(ACCURACY)
     ax.set_title("K-NN accuracy; fail subset and AEs are 0 at K = Z by construction\n"
-                 f"mean ± sd over {_splits(_n_splits(data))}", fontsize=12)
+                 f"mean and {_band_name(confidence)} over {_splits(_n_splits(data))}",
+                 fontsize=12)
     _legend_below(fig, _set_handles(order, palette, dashes), _legend_labels(data, order),
                   "evaluation set", 3)
     return fig
