@@ -29,7 +29,7 @@ def _set(config, dotted, value):
     *parents, last = dotted.split(".")
     node = config
     for key in parents:
-        node = node[key]
+        node = node.setdefault(key, {})  # a section the default config leaves out
     if value is _DELETE:
         del node[last]
     else:
@@ -71,6 +71,11 @@ REJECTED = [
     ("regimes.overfit.label_noise", 1, "regimes.overfit.label_noise"),
     ("regimes.normal.label_noise", "0.3", "regimes.normal.label_noise"),
     ("regimes.normal.label_noise", True, "regimes.normal.label_noise"),
+    ("statistics.confidence", 1.0, "statistics.confidence"),
+    ("statistics.confidence", 0, "statistics.confidence"),
+    ("statistics.alternative", "bigger", "statistics.alternative"),
+    ("statistics.paired_epochs", [["best", 21]], "statistics.paired_epochs.0"),
+    ("statistics.paired_epochs", [["best"]], "statistics.paired_epochs.0"),
 ]
 
 
@@ -184,6 +189,7 @@ def test_user_npz_sizes_are_read_before_any_job(default_config, tmp_path):
     with pytest.raises(ConfigError, match=r"'attack_subset_size': 21 is larger than the test set of npz \(20"):
         validate_config(default_config)
     default_config["attack_subset_size"] = 20
+    default_config["snapshot_attacks"]["n_points"] = 20
     default_config["splits"]["n_splits"] = 2
     assert validate_config(default_config)["dataset"]["path"] == str(path)
 
@@ -228,6 +234,7 @@ def test_attack_parameters_are_checked_per_method(default_config, spec, message)
 
 
 def test_every_attack_and_metric_with_defaults_is_accepted(default_config):
+    default_config["snapshot_attacks"]["attacks"] = ["bim"]
     default_config["attacks"] = {"fgsm": {"eps": 0.1}, "cw_l2": {}, "deepfool": {},
                                  "hopskipjump": {}, "fgsm_art": {"eps": 0.1},
                                  "pgd_art": {"eps": 0.1, "eps_iter": 0.01, "nb_iter": 5},
@@ -321,3 +328,14 @@ def test_adversarial_training_step_equal_to_eps_and_fraction_bounds_are_accepted
         default_config["regimes"]["overfit"]["adversarial_training"] = {
             **PGD_AT, "eps_iter": 0.1, "fraction": fraction, "rand_init": False}
         validate_config(default_config)
+
+
+def test_clever_repeats_below_one_are_rejected(default_config):
+    default_config["robustness_metrics"] = {"n_points": 10, "clever_repeats": 0,
+                                            "metrics": {"clever_u": {}}}
+    with pytest.raises(ConfigError, match=r"'robustness_metrics.clever_repeats'"):
+        validate_config(default_config)
+    default_config["robustness_metrics"]["clever_repeats"] = 2
+    assert validate_config(default_config)["statistics"] == {
+        "confidence": 0.95, "alternative": "two-sided", "paired_epochs": [["best", "last"]],
+        "bootstrap_resamples": 2000}

@@ -362,8 +362,8 @@ def test_delta_tests_state_and_honour_their_alternative():
             for e, a, d in [("test", "none", t), ("adversarial", "fgsm", f)]]
     deltas = pd.DataFrame(rows)
     two = delta_tests(deltas).iloc[0]
-    greater = delta_tests(deltas, "greater").iloc[0]
-    less = delta_tests(deltas, "less").iloc[0]
+    greater = delta_tests(deltas, alternative="greater").iloc[0]
+    less = delta_tests(deltas, alternative="less").iloc[0]
     assert two.alternative == "two-sided" and greater.alternative == "greater"
     expected = stats.ttest_ind([0.3, 0.2, 0.25], [-0.1, -0.05, -0.12], equal_var=False,
                                alternative="greater").pvalue
@@ -380,3 +380,10 @@ def test_slope_tests_state_and_honour_their_alternative():
     assert math.isclose(two, 2 * greater)
     with pytest.raises(ValueError, match="alternative"):
         t_test("welch", adversarial, fail, "bigger")
+
+
+def test_the_schema_itself_has_no_key_given_twice():
+    """Two sections of one name would silently merge into the last (as a config's would)."""
+    from advfit.config import SCHEMA_PATH
+
+    assert read_yaml(SCHEMA_PATH)["properties"]["statistics"]["properties"]["alternative"]

@@ -246,3 +246,23 @@ def test_run_metric_dispatches_and_summary_skips_nan(model, sample):
     stats = metrics.summary(np.array([1.0, 2.0, np.nan, 3.0]))
     assert stats == {"mean": 2.0, "std": 1.0, "n": 3, "n_total": 4}
     assert np.isnan(metrics.summary(np.array([np.nan]))["mean"])
+
+
+def test_clever_repeats_keep_the_single_draw_and_add_a_spread(trained_lenet, sample):
+    from advfit.snapshot_metrics import metrics_by_epoch, repeat_seeds
+
+    model, _, snapshot_dir = trained_lenet
+    snapshots = {3: snapshot_dir / snapshot_name(3)}
+    x = sample[0][:3]
+    params = {"clever_u": {"nb_batches": 20, "batch_size": 10}}
+    single = metrics_by_epoch(model, snapshots, x, sample[1][:3], params, seed=5)[0]
+    model.load_weights(snapshots[3])
+    draw = metrics.run_metric("clever_u", model, x, sample[1][:3], params["clever_u"], seed=5)
+    assert single["mean"] == metrics.summary(draw)["mean"]  # R = 1: today's number
+    assert single["repeats"] == 1 and np.isnan(single["repeat_std"])
+    three = metrics_by_epoch(model, snapshots, x, sample[1][:3], params, seed=5,
+                             clever_repeats=3)[0]
+    seeds = repeat_seeds(5, 3)
+    assert seeds[0] == 5 and len(set(seeds)) == 3
+    assert three["repeats"] == 3 and three["repeat_std"] > 0
+    assert three["repeat_low"] < three["mean"] < three["repeat_high"]

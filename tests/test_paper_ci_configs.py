@@ -37,7 +37,8 @@ FIGURES = ["accuracy_vs_epoch", "asr_vs_epoch", "delta_accuracy", "l2_distributi
            "robustness_metrics"]
 REPORT_TABLES = ["accuracy_summary.csv", "best_snapshots.csv", "adversarial_sets.csv",
                  "distances_summary.csv", "delta_accuracy.csv", "delta_tests.csv",
-                 "knn_accuracy.csv", "knn_slope_tests.csv", "robustness_metrics.csv"]
+                 "knn_accuracy.csv", "knn_slope_tests.csv", "robustness_metrics.csv",
+                 "paired_tests.csv", "accuracy_intervals.csv"]
 SVG = "{http://www.w3.org/2000/svg}"
 
 

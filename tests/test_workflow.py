@@ -230,3 +230,50 @@ def test_bad_config_fails_before_any_job(tmp_path):
     assert done.returncode != 0
     assert "config key 'regimes.normal.epochs'" in done.stderr + done.stdout
     assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.e2e
+def test_paired_tests_rest_on_the_counts_of_the_accuracy_table(tiny_run):
+    """McNemar's counts come from the per-example correctness that gives accuracy.csv."""
+    from advfit.paired import check_against_accuracy
+
+    accuracy = read_table(tiny_run / "results/tables/accuracy.csv")
+    best = read_table(tiny_run / "results/tables/best_snapshots.csv")
+    paired = read_table(tiny_run / "results/tables/paired_tests.csv")
+    for regime, split in _runs():
+        correctness = load_npz(_run_dir(tiny_run, regime, split) / "correctness.npz")
+        run = accuracy[(accuracy.regime == regime) & (accuracy.split == split)]
+        assert check_against_accuracy(correctness, run) == len(run)  # every row, every epoch
+        m = int(best[(best.regime == regime) & (best.split == split)].best_epoch.item())
+        last = TINY["regimes"][regime]["epochs"]
+        rows = paired[(paired.regime == regime) & (paired.split == str(split))]
+        assert set(rows.eval_set) == {"test", "fail_subset", "adversarial"}
+        for row in rows.itertuples():
+            at = run[(run.eval_set == row.eval_set) & (run.attack == row.attack)]
+            assert (row.epoch_a, row.epoch_b) == (m, last)
+            assert row.n_correct_a == at[at.epoch == m].n_correct.item()
+            assert row.n_correct_b == at[at.epoch == last].n_correct.item()
+            assert row.n_correct_b - row.n_correct_a == row.gained - row.lost
+        adversarial = rows[rows.eval_set == "adversarial"]
+        assert (adversarial.n_correct_a == 0).all()  # accuracy 0 at M by construction
+    pooled = paired[paired.test == "mcnemar_pooled_exact"]
+    assert len(pooled) == 2 * 4  # regimes x (test, fail subset, fgsm, pgd)
+    summary = read_table(tiny_run / "results/tables/accuracy_summary.csv")
+    assert ((summary.t_low <= summary.accuracy_mean + 1e-12)
+            & (summary.accuracy_mean <= summary.t_high + 1e-12)).all()
+    tests = read_table(tiny_run / "results/tables/delta_tests.csv")
+    assert {"p_holm", "delta_difference_low", "runs_needed", "power_note"} <= set(tests.columns)
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("section,key", [
+    ({"statistics": {"confidence": 1.5}}, "statistics.confidence"),
+    ({"robustness_metrics": {"n_points": 5, "clever_repeats": 0,
+                             "metrics": {"clever_u": {}}}}, "robustness_metrics.clever_repeats"),
+])
+def test_bad_statistics_config_fails_before_any_job(tmp_path, section, key):
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({**TINY, **section}))
+    done = snakemake(tmp_path)
+    assert done.returncode != 0
+    assert f"config key '{key}'" in done.stderr + done.stdout
+    assert not (tmp_path / "results").exists()

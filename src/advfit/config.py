@@ -173,6 +173,7 @@ def _semantic_problems(config: dict) -> list[str]:
         problems += budget_problems(f"attacks.{name}", attack, info.image_shape)
     problems += _knn_problems(config)
     problems += _trajectory_problems(config, info)
+    problems += _statistics_problems(config)
     if not problems:  # the custom model and plugin attacks, checked in a child process
         problems += plugin_problems(config, info.image_shape, info.n_classes)
     metrics = config.get("robustness_metrics")
@@ -259,6 +260,18 @@ def _trajectory_problems(config: dict, info) -> list[str]:
             problems.append(f"config key 'snapshot_attacks.n_points': {spec['n_points']} is "
                             f"larger than the test set of {config['dataset']['name']} "
                             f"({info.n_test} samples)")
+    return problems
+
+
+def _statistics_problems(config: dict) -> list[str]:
+    """Epoch numbers of the paired tests must exist in every regime."""
+    shortest = min(regime["epochs"] for regime in config["regimes"].values())
+    problems = []
+    for i, pair in enumerate(config["statistics"]["paired_epochs"]):
+        for epoch in pair:
+            if isinstance(epoch, int) and epoch > shortest:
+                problems.append(f"config key 'statistics.paired_epochs.{i}': epoch {epoch} is "
+                                f"beyond the shortest regime ({shortest} epochs)")
     return problems
 
 

@@ -81,7 +81,8 @@ def accuracy_rows(correct: dict[int, np.ndarray], segments: dict[tuple[str, str]
 
 def evaluate_split(model_name: str, data, split: dict, snapshot_dir, best_epoch: int,
                    adversarial: dict[str, dict], batch_size: int = 1024,
-                   train_labels: np.ndarray | None = None, nonzero_at_best: str = "error"):
+                   train_labels: np.ndarray | None = None, nonzero_at_best: str = "error",
+                   return_correctness: bool = False):
     """Score every snapshot of one split x regime on every evaluation set.
 
     ``train_labels``, when given, replace the training split's true labels in
@@ -92,15 +93,16 @@ def evaluate_split(model_name: str, data, split: dict, snapshot_dir, best_epoch:
     read off the test set's predictions, so it costs no extra inference.
     Accuracy at the best epoch must be 0 on every adversarial set and the fail
     subset: :class:`InvariantError` otherwise, or a warning with
-    ``nonzero_at_best="warn"``.
+    ``nonzero_at_best="warn"``. With ``return_correctness``, also the
+    per-example correctness of every evaluation set (:func:`correctness_matrices`),
+    for the paired tests.
     """
     from .aggregate import NO_ATTACK
     from .models import build_model
-    from .training import snapshot_name
+    from .training import list_snapshots, snapshot_name
 
     snapshot_dir = Path(snapshot_dir)
-    epochs = sorted(int(p.name[6:9]) for p in snapshot_dir.glob("epoch_*.weights.h5"))
-    snapshots = {e: snapshot_dir / snapshot_name(e) for e in epochs}
+    snapshots = list_snapshots(snapshot_dir)
     if best_epoch not in snapshots:
         raise FileNotFoundError(f"best snapshot {snapshot_name(best_epoch)} missing in {snapshot_dir}")
 
@@ -135,6 +137,8 @@ def evaluate_split(model_name: str, data, split: dict, snapshot_dir, best_epoch:
     fail_index = np.asarray(split["test"])[failed]
     rows = accuracy_rows(correct, segments)
     enforce_zero_at_best(check_zero_at_best(rows, best_epoch), best_epoch, nonzero_at_best)
+    if return_correctness:
+        return rows, fail_index, correctness_matrices(correct, segments)
     return rows, fail_index
 
 
@@ -169,3 +173,25 @@ def enforce_zero_at_best(violations: list[dict], best_epoch: int, on_violation: 
         log.warning(message)
         return
     raise InvariantError(message)
+
+
+def correctness_key(eval_set: str, attack: str) -> str:
+    """The npz key of an evaluation set's correctness matrix: ``test``, ``adversarial__fgsm``."""
+    from .aggregate import NO_ATTACK
+
+    return eval_set if attack == NO_ATTACK else f"{eval_set}__{attack}"
+
+
+def correctness_matrices(correct: dict[int, np.ndarray],
+                         segments: dict[tuple[str, str], slice | np.ndarray]) -> dict:
+    """Boolean matrix epochs x samples of each evaluation set, plus ``epochs``.
+
+    The very vectors that :func:`accuracy_rows` counts, so a paired test on
+    them agrees with the accuracy table by construction (and is checked).
+    """
+    epochs = sorted(correct)
+    out = {"epochs": np.asarray(epochs, dtype=np.int64)}
+    for (eval_set, attack), where in segments.items():
+        out[correctness_key(eval_set, attack)] = np.stack(
+            [correct[e][where] for e in epochs]).astype(bool).reshape(len(epochs), -1)
+    return out

@@ -115,8 +115,19 @@ def _mark_best_epochs(ax, epochs, color="0.15") -> None:
         ax.axvline(epoch, color=color, ls=":", lw=1.6, alpha=0.45, zorder=1.5)
 
 
-def plot_accuracy_vs_epoch(table: pd.DataFrame, best: pd.DataFrame):
-    """Accuracy against epoch per regime, mean and standard deviation over splits.
+def t_band(confidence: float = 0.95):
+    """Seaborn errorbar: the t-interval of the mean over splits (advfit.statistics)."""
+    from .statistics import t_interval
+
+    return lambda values: t_interval(values, confidence)
+
+
+def _band_name(confidence: float) -> str:
+    return f"{100 * confidence:g} % t-interval"
+
+
+def plot_accuracy_vs_epoch(table: pd.DataFrame, best: pd.DataFrame, confidence: float = 0.95):
+    """Accuracy against epoch per regime, mean and t-interval of the mean over splits.
 
     ``best`` holds each split's best epoch (columns regime, best_epoch), drawn
     as dotted vertical lines.
@@ -131,7 +142,7 @@ def plot_accuracy_vs_epoch(table: pd.DataFrame, best: pd.DataFrame):
         rows = data[data.regime == regime]
         sns.lineplot(data=rows, x="epoch", y="accuracy", hue="set", hue_order=order,
                      palette=palette, style="set", style_order=order, dashes=dashes,
-                     errorbar="sd", legend=False, ax=ax)
+                     errorbar=t_band(confidence), legend=False, ax=ax)
         _mark_best_epochs(ax, best.loc[best.regime == regime, "best_epoch"])
         _integer_axis(ax, rows.epoch.min(), rows.epoch.max())
         ax.set_ylim(-0.02, 1.02)
@@ -142,11 +153,13 @@ def plot_accuracy_vs_epoch(table: pd.DataFrame, best: pd.DataFrame):
     handles.append(Line2D([], [], **BEST_EPOCH_STYLE))
     labels = _legend_labels(data, order) + ["best epoch M of a split\n(darker: several splits)"]
     _legend_below(fig, handles, labels, "evaluation set", 3)
-    fig.suptitle(f"Accuracy of every snapshot, mean ± sd over {_splits(_n_splits(data))}")
+    fig.suptitle(f"Accuracy of every snapshot, mean and {_band_name(confidence)} over "
+                 f"{_splits(_n_splits(data))}")
     return fig
 
 
-def plot_asr_vs_epoch(table: pd.DataFrame, best: pd.DataFrame | None = None):
+def plot_asr_vs_epoch(table: pd.DataFrame, best: pd.DataFrame | None = None,
+                      confidence: float = 0.95):
     """Attack success rate (1 - accuracy) on each adversarial set, per attack and regime.
 
     With ``best``, each split's best epoch is drawn in its regime's colour.
@@ -160,7 +173,7 @@ def plot_asr_vs_epoch(table: pd.DataFrame, best: pd.DataFrame | None = None):
     for i, (attack, ax) in enumerate(zip(attacks, axes)):
         rows = data[data.attack == attack]
         sns.lineplot(data=rows, x="epoch", y="asr", hue="regime", hue_order=regimes,
-                     palette=palette, errorbar="sd", legend=False, ax=ax)
+                     palette=palette, errorbar=t_band(confidence), legend=False, ax=ax)
         if best is not None:
             for regime in regimes:
                 _mark_best_epochs(ax, best.loc[best.regime == regime, "best_epoch"],
@@ -179,7 +192,7 @@ def plot_asr_vs_epoch(table: pd.DataFrame, best: pd.DataFrame | None = None):
         labels.append("best epoch M of a split\n(regime's colour)")
     _legend_below(fig, handles, labels, "regime", 3)
     fig.suptitle("Attack success rate on each adversarial set, "
-                 f"mean ± sd over {_splits(_n_splits(data))}")
+                 f"mean and {_band_name(confidence)} over {_splits(_n_splits(data))}")
     return fig
 
 
@@ -216,7 +229,7 @@ def _k_axis(ax, ks) -> None:
     ax.set_xlabel("K (number of neighbours)")
 
 
-def plot_knn_train_test_vs_k(table: pd.DataFrame):
+def plot_knn_train_test_vs_k(table: pd.DataFrame, confidence: float = 0.95):
     """K-NN training and test accuracy against K (paper 000 Fig. 7)."""
     _theme()
     data = _with_sets(table[table.eval_set.isin(["train", "test"])])
@@ -224,18 +237,19 @@ def plot_knn_train_test_vs_k(table: pd.DataFrame):
     palette, dashes = set_palette(order), set_dashes(order)
     fig, ax = plt.subplots(figsize=(6.0, 4.4), layout="constrained")
     sns.lineplot(data=data, x="k", y="accuracy", hue="set", hue_order=order, palette=palette,
-                 marker="o", errorbar="sd", legend=False, ax=ax)
+                 marker="o", errorbar=t_band(confidence), legend=False, ax=ax)
     _k_axis(ax, data.k.unique())
     low = float(np.nanmin(data.accuracy)) if len(data) else 0.0
     ax.set_ylim(max(-0.02, low - 0.05), 1.02)
     ax.set_ylabel(ACCURACY)
     ax.set_title("K-NN: fitting (train) and generalisation (test)\n"
-                 f"mean ± sd over {_splits(_n_splits(data))}", fontsize=12)
+                 f"mean and {_band_name(confidence)} over {_splits(_n_splits(data))}",
+                 fontsize=12)
     _legend_below(fig, _set_handles(order, palette, dashes), order, "evaluation set")
     return fig
 
 
-def plot_knn_accuracy_vs_k(table: pd.DataFrame):
+def plot_knn_accuracy_vs_k(table: pd.DataFrame, confidence: float = 0.95):
     """K-NN accuracy against K on the test set, fail subset and adversarial sets (Fig. 8)."""
     _theme()
     data = _with_sets(table[table.eval_set != "train"])
@@ -243,13 +257,14 @@ def plot_knn_accuracy_vs_k(table: pd.DataFrame):
     palette, dashes = set_palette(order), set_dashes(order)
     fig, ax = plt.subplots(figsize=(6.5, 4.8), layout="constrained")
     sns.lineplot(data=data, x="k", y="accuracy", hue="set", hue_order=order, palette=palette,
-                 style="set", style_order=order, dashes=dashes, marker="o", errorbar="sd",
-                 legend=False, ax=ax)
+                 style="set", style_order=order, dashes=dashes, marker="o",
+                 errorbar=t_band(confidence), legend=False, ax=ax)
     _k_axis(ax, data.k.unique())
     ax.set_ylim(-0.02, 1.02)
     ax.set_ylabel(ACCURACY)
     ax.set_title("K-NN accuracy; fail subset and AEs are 0 at K = Z by construction\n"
-                 f"mean ± sd over {_splits(_n_splits(data))}", fontsize=12)
+                 f"mean and {_band_name(confidence)} over {_splits(_n_splits(data))}",
+                 fontsize=12)
     _legend_below(fig, _set_handles(order, palette, dashes), _legend_labels(data, order),
                   "evaluation set", 3)
     return fig

@@ -14,12 +14,18 @@ rule collect_accuracy:
             caption="../report/best_snapshots.rst",
             category="CNN experiment",
         ),
+        intervals=report(
+            "results/tables/accuracy_intervals.csv",
+            caption="../report/accuracy_intervals.rst",
+            category="CNN experiment",
+        ),
     log:
         "results/logs/collect_accuracy.log",
     conda:
         ENV
     params:
         runs=run_keys(),
+        confidence=config["statistics"]["confidence"],
     script:
         "../scripts/collect_accuracy.py"
 
@@ -47,6 +53,8 @@ rule tabulate_adversarial_sets:
     params:
         sets=adversarial_keys(),
         l2_convention=config["distances"]["l2_convention"],
+        statistics=config["statistics"],
+        seed=config["seed"],
     script:
         "../scripts/tabulate_adversarial_sets.py"
 
@@ -66,6 +74,8 @@ rule plot_accuracy:
         "results/logs/plot_accuracy.log",
     conda:
         ENV
+    params:
+        confidence=config["statistics"]["confidence"],
     script:
         "../scripts/plot_accuracy.py"
 
@@ -85,6 +95,8 @@ rule plot_asr:
         "results/logs/plot_asr.log",
     conda:
         ENV
+    params:
+        confidence=config["statistics"]["confidence"],
     script:
         "../scripts/plot_asr.py"
 
@@ -109,6 +121,7 @@ rule analyse_deltas:
     conda:
         ENV
     params:
+        confidence=config["statistics"]["confidence"],
         alternative=config["statistics"]["alternative"],
     script:
         "../scripts/analyse_deltas.py"
@@ -149,3 +162,24 @@ rule plot_distances:
         ENV
     script:
         "../scripts/plot_distances.py"
+
+
+rule paired_tests:
+    input:
+        accuracy="results/tables/accuracy.csv",
+        correctness=per_run(f"{RUN}/correctness.npz"),
+    output:
+        tests=report(
+            "results/tables/paired_tests.csv",
+            caption="../report/paired_tests.rst",
+            category="CNN experiment",
+        ),
+    log:
+        "results/logs/paired_tests.log",
+    conda:
+        ENV
+    params:
+        runs=run_keys(),
+        statistics=config["statistics"],
+    script:
+        "../scripts/paired_tests.py"

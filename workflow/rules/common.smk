@@ -165,6 +165,8 @@ def final_outputs():
             "results/tables/distances_summary.csv",
             "results/tables/delta_accuracy.csv",
             "results/tables/delta_tests.csv",
+            "results/tables/paired_tests.csv",
+            "results/tables/accuracy_intervals.csv",
         ]
         + figures(
             "accuracy_vs_epoch", "asr_vs_epoch", "delta_accuracy", "l2_distribution"

@@ -11,6 +11,7 @@ rule evaluate_snapshots:
     output:
         accuracy=f"{RUN}/accuracy.csv",
         fail_subset=f"{RUN}/fail_subset.npz",
+        correctness=f"{RUN}/correctness.npz",
     log:
         f"{RUN_LOG}/evaluate_snapshots.log",
     benchmark:

@@ -130,5 +130,7 @@ rule plot_knn:
         "results/logs/plot_knn.log",
     conda:
         ENV
+    params:
+        confidence=config["statistics"]["confidence"],
     script:
         "../scripts/plot_knn.py"

@@ -19,6 +19,7 @@ rule compute_robustness_metrics:
         spec=config.get("robustness_metrics"),
         model=config["model"],
         seed=config["seed"],
+        confidence=config["statistics"]["confidence"],
     script:
         "../scripts/compute_robustness_metrics.py"
 

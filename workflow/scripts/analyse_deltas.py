@@ -9,7 +9,7 @@ with job_log(snakemake.log[0]) as log:
     table = read_table(snakemake.input.accuracy)
     best = pd.read_csv(snakemake.input.best)
     deltas = delta_table(table, best)
-    tests = delta_tests(deltas, snakemake.params.alternative)
+    tests = delta_tests(deltas, snakemake.params.confidence, snakemake.params.alternative)
     log.info("%d deltas, %d tests", len(deltas), len(tests))
     save_csv(snakemake.output.deltas, deltas)
     save_csv(snakemake.output.tests, tests)

@@ -35,7 +35,8 @@ with job_log(snakemake.log[0]) as log:
     epochs = sorted(int(p.name[6:9]) for p in snapshot_dir.glob("epoch_*.weights.h5"))
     model = build_model(snakemake.params.model, data.image_shape, data.n_classes)
     rows = metrics_by_epoch(model, {e: snapshot_dir / snapshot_name(e) for e in epochs}, x, y,
-                            spec["metrics"], seed)
+                            spec["metrics"], seed, spec.get("clever_repeats", 1),
+                            snakemake.params.confidence)
     table = pd.DataFrame(rows)
     for i, (key, value) in enumerate([("dataset", w.dataset), ("model", w.model),
                                       ("regime", w.regime), ("split", int(w.split))]):

@@ -29,10 +29,10 @@ with job_log(snakemake.log[0]) as log:
     train_labels = recorded_training_labels(
         data.take(split["train"])[1], load_json(snakemake.input.training).get("label_noise"),
         data.n_classes)
-    rows, fail_index = evaluate_split(
+    rows, fail_index, correctness = evaluate_split(
         snakemake.params.model, data, split, snakemake.input.snapshots, best["best_epoch"],
         adversarial, batch_size=snakemake.params.batch_size, train_labels=train_labels,
-        nonzero_at_best=snakemake.params.nonzero_at_best)
+        nonzero_at_best=snakemake.params.nonzero_at_best, return_correctness=True)
     table = pd.DataFrame(rows)
     for i, (key, value) in enumerate([("dataset", w.dataset), ("model", w.model),
                                       ("regime", w.regime), ("split", w.split)]):
@@ -41,4 +41,9 @@ with job_log(snakemake.log[0]) as log:
              y=data.y[fail_index], best_epoch=best["best_epoch"],
              meta=meta_to_array({"best_epoch": best["best_epoch"], "n": len(fail_index),
                                  "nonzero_at_best": check_zero_at_best(rows, best["best_epoch"])}))
+    # Per-example correctness (epochs x samples per evaluation set) for the
+    # paired McNemar tests; written before the table that marks the job done.
+    save_npz(snakemake.output.correctness, **correctness, best_epoch=best["best_epoch"],
+             meta=meta_to_array({"dataset": w.dataset, "model": w.model, "regime": w.regime,
+                                 "split": int(w.split)}))
     save_csv(snakemake.output.accuracy, table)

@@ -9,4 +9,5 @@ with job_log(snakemake.log[0]) as log:
 
     table = read_table(snakemake.input.accuracy)
     best = pd.read_csv(snakemake.input.best)
-    save_figure(plot_asr_vs_epoch(table, best), snakemake.output.png, snakemake.output.svg)
+    save_figure(plot_asr_vs_epoch(table, best, snakemake.params.confidence),
+                snakemake.output.png, snakemake.output.svg)

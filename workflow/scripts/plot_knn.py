@@ -10,9 +10,9 @@ with job_log(snakemake.log[0]) as log:
 
     table = read_table(snakemake.input.accuracy)
     tests = read_table(snakemake.input.tests)
-    save_figure(plot_knn_train_test_vs_k(table), snakemake.output.train_test,
+    save_figure(plot_knn_train_test_vs_k(table, snakemake.params.confidence), snakemake.output.train_test,
                 snakemake.output.train_test_svg)
-    save_figure(plot_knn_accuracy_vs_k(table), snakemake.output.sets,
+    save_figure(plot_knn_accuracy_vs_k(table, snakemake.params.confidence), snakemake.output.sets,
                 snakemake.output.sets_svg)
     save_figure(plot_knn_slope_pvalues(tests), snakemake.output.pvalues,
                 snakemake.output.pvalues_svg)

@@ -25,4 +25,7 @@ with job_log(snakemake.log[0]) as log:
     log.info("%d adversarial examples in %d sets", len(per_ae), len(sets))
     save_csv(snakemake.output.sets, pd.DataFrame(sets))
     save_csv(snakemake.output.distances, per_ae)
-    save_csv(snakemake.output.summary, summarise_distances(per_ae))
+    spec = snakemake.params.statistics
+    save_csv(snakemake.output.summary,
+             summarise_distances(per_ae, spec["confidence"], snakemake.params.seed,
+                                 spec["bootstrap_resamples"]))
