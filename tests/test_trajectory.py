@@ -88,6 +88,9 @@ def test_robust_accuracy_never_exceeds_clean_and_pgd_beats_fgsm(snapshots, point
         assert pgd["robust"].mean() <= fgsm["robust"].mean(), epoch
         row = trajectory.whitebox_row(epoch, pgd)
         assert row["robust_accuracy"] <= row["clean_accuracy"]
+        from advfit.statistics import wilson_interval
+        assert (row["robust_wilson_low"], row["robust_wilson_high"]) == \
+            wilson_interval(int(pgd["robust"].sum()), len(y), 0.95)
         assert row["n_success"] == row["n_attacked"] - int(pgd["robust"].sum())
     assert fgsm["success"].sum() > 10  # the attacks do something on this model
 

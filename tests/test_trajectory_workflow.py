@@ -51,6 +51,11 @@ def test_whitebox_rows_hold_their_invariants(run):
     table = read_table(run / "results/tables/whitebox.csv")
     assert len(table) == 2 * 3 * 5  # splits x attacks x every snapshot
     assert (table.robust_accuracy <= table.clean_accuracy).all()
+    assert ((table.robust_wilson_low <= table.robust_accuracy)
+            & (table.robust_accuracy <= table.robust_wilson_high)).all()
+    summary = read_table(run / "results/tables/whitebox_summary.csv")
+    assert ((summary.robust_accuracy_t_low <= summary.robust_accuracy_mean + 1e-12)
+            & (summary.robust_accuracy_mean <= summary.robust_accuracy_t_high + 1e-12)).all()
     assert (table.n_points == 60).all()
     for (split, epoch), rows in table.groupby(["split", "epoch"]):
         by_attack = rows.set_index("attack")

@@ -128,15 +128,20 @@ def _stat(values: np.ndarray, how) -> float:
     return float(how(values)) if len(values) else float("nan")
 
 
-def whitebox_row(epoch: int, arrays: dict[str, np.ndarray]) -> dict:
-    """One snapshot's summary: clean and robust accuracy, success rate, distances."""
+def whitebox_row(epoch: int, arrays: dict[str, np.ndarray], confidence: float = 0.95) -> dict:
+    """One snapshot's summary: clean and robust accuracy (with the Wilson interval of
+    the robust one, within the split), success rate, distances."""
+    from .statistics import wilson_interval
+
     n = len(arrays["clean"])
     n_attacked = int(arrays["clean"].sum())
     n_success = int(arrays["success"].sum())
+    low, high = wilson_interval(int(arrays["robust"].sum()), n, confidence)
     return {
         "epoch": int(epoch), "n_points": n,
         "clean_accuracy": n_attacked / n if n else float("nan"),
         "robust_accuracy": int(arrays["robust"].sum()) / n if n else float("nan"),
+        "robust_wilson_low": low, "robust_wilson_high": high, "confidence": confidence,
         "n_attacked": n_attacked, "n_success": n_success,
         "success_rate": n_success / n_attacked if n_attacked else float("nan"),
         "l2_median": _stat(arrays["l2"], np.median), "l2_mean": _stat(arrays["l2"], np.mean),

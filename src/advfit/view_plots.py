@@ -7,8 +7,8 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.lines import Line2D
 
-from .plots import (ACCURACY, BEST_EPOCH_STYLE, _integer_axis, _legend_below, _mark_best_epochs,
-                    _n_splits, _panels, _splits, _theme)
+from .plots import (ACCURACY, BEST_EPOCH_STYLE, _band_name, _integer_axis, _legend_below,
+                    _mark_best_epochs, _n_splits, _panels, _splits, _theme, t_band)
 
 _VIEW_COLOURS = {"test set (clean)": sns.color_palette("deep")[2],
                  "transfer: M-crafted set replayed": sns.color_palette("deep")[4],
@@ -30,13 +30,13 @@ def _view_curves(accuracy: pd.DataFrame, whitebox: pd.DataFrame, regime: str, at
 
 
 def plot_transfer_vs_whitebox(accuracy: pd.DataFrame, whitebox: pd.DataFrame,
-                              best: pd.DataFrame):
+                              best: pd.DataFrame, confidence: float = 0.95):
     """Per regime and white-box attack: accuracy against epoch in the two views.
 
     (a) the adversarial set crafted on M, replayed on every snapshot (the
     papers' transfer view); (b) the robust accuracy of each snapshot attacked
     itself with the same attack (white-box view); the clean test accuracy for
-    reference. Mean and sd over splits; each split's M dotted.
+    reference. Mean and t-interval over splits; each split's M dotted.
     """
     _theme()
     pairs = [(r, a) for r in dict.fromkeys(whitebox.regime)
@@ -45,7 +45,8 @@ def plot_transfer_vs_whitebox(accuracy: pd.DataFrame, whitebox: pd.DataFrame,
     for i, ((regime, attack), ax) in enumerate(zip(pairs, axes)):
         curves = _view_curves(accuracy, whitebox, regime, attack)
         sns.lineplot(data=curves, x="epoch", y="accuracy", hue="view",
-                     hue_order=list(_VIEW_COLOURS), palette=_VIEW_COLOURS, errorbar="sd",
+                     hue_order=list(_VIEW_COLOURS), palette=_VIEW_COLOURS,
+                     errorbar=t_band(confidence),
                      marker="o", markersize=3, legend=False, ax=ax)
         _mark_best_epochs(ax, best.loc[best.regime == regime, "best_epoch"])
         _integer_axis(ax, curves.epoch.min(), curves.epoch.max())
@@ -59,8 +60,8 @@ def plot_transfer_vs_whitebox(accuracy: pd.DataFrame, whitebox: pd.DataFrame,
     labels = list(_VIEW_COLOURS) + ["best epoch M of a split"]
     _legend_below(fig, handles, labels, "view", 2)
     fig.suptitle("Robustness along training, two views: the M-crafted set replayed (transfer) "
-                 f"and each snapshot attacked itself (white-box)\nmean ± sd over "
-                 f"{_splits(_n_splits(whitebox))}", fontsize=11)
+                 f"and each snapshot attacked itself (white-box)\nmean and "
+                 f"{_band_name(confidence)} over {_splits(_n_splits(whitebox))}", fontsize=11)
     return fig
 
 

@@ -19,8 +19,11 @@ RUN_KEYS = ["dataset", "model", "regime", "split"]
 VIEWS = ("transfer", "whitebox")
 
 
-def summarise_whitebox(table: pd.DataFrame) -> pd.DataFrame:
-    """Per dataset, model, regime, attack and epoch: mean and sd (ddof 1) over splits."""
+def summarise_whitebox(table: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
+    """Per dataset, model, regime, attack and epoch: mean and sd (ddof 1) over splits,
+    and the t-interval across splits of the robust accuracy's mean."""
+    from .statistics import t_interval
+
     keys = ["dataset", "model", "regime", "attack", "epoch"]
     values = ["clean_accuracy", "robust_accuracy", "success_rate", "l2_median", "linf_median"]
     grouped = table.groupby(keys, sort=True)
@@ -28,6 +31,10 @@ def summarise_whitebox(table: pd.DataFrame) -> pd.DataFrame:
     for column in values:
         out[f"{column}_mean"] = grouped[column].mean()
         out[f"{column}_std"] = grouped[column].std()
+    bounds = grouped["robust_accuracy"].apply(lambda v: t_interval(v, confidence))
+    out["robust_accuracy_t_low"] = [b[0] for b in bounds]
+    out["robust_accuracy_t_high"] = [b[1] for b in bounds]
+    out["confidence"] = confidence
     return out.reset_index()
 
 

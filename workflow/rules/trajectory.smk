@@ -25,6 +25,7 @@ rule attack_snapshots:
         seed=config["seed"],
         batch_size=config["evaluation"]["batch_size"],
         l2_convention=config["distances"]["l2_convention"],
+        confidence=config["statistics"]["confidence"],
     script:
         "../scripts/attack_snapshots.py"
 
@@ -95,6 +96,7 @@ rule collect_whitebox:
         ENV
     params:
         alternative=config["statistics"]["alternative"],
+        confidence=config["statistics"]["confidence"],
     script:
         "../scripts/collect_whitebox.py"
 

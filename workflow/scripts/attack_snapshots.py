@@ -66,7 +66,8 @@ with job_log(snakemake.log[0]) as log:
                         batch_size=snakemake.params.batch_size,
                         snapshots={e: snapshots[e].stat().st_mtime_ns for e in epochs})
     chunks = chunked(staging, epochs, compute, stamp)
-    table = pd.DataFrame([whitebox_row(e, chunks[e]) for e in epochs])
+    table = pd.DataFrame([whitebox_row(e, chunks[e], snakemake.params.confidence)
+                          for e in epochs])
     for i, (key, value) in enumerate([("dataset", w.dataset), ("model", w.model),
                                       ("regime", w.regime), ("split", int(w.split)),
                                       ("attack", w.attack)]):

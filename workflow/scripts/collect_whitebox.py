@@ -16,7 +16,8 @@ with job_log(snakemake.log[0]) as log:
     tests = view_delta_tests(deltas, snakemake.params.alternative)
     log.info("%d white-box rows, %d tests", len(table), len(tests))
     save_csv(snakemake.output.table, table)
-    save_csv(snakemake.output.summary, summarise_whitebox(table))
+    save_csv(snakemake.output.summary, summarise_whitebox(table, snakemake.params.confidence))
     save_csv(snakemake.output.tests, tests)
-    save_figure(plot_transfer_vs_whitebox(accuracy, table, best), snakemake.output.figure,
+    save_figure(plot_transfer_vs_whitebox(accuracy, table, best, snakemake.params.confidence),
+                snakemake.output.figure,
                 snakemake.output.figure_svg)
