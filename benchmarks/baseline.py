@@ -80,7 +80,9 @@ def run(configfile: Path, threads: int, outdir: Path) -> None:
         from advfit.seeds import job_seed
         from advfit.selection import best_epoch
         from advfit.splits import make_splits
-        from advfit.training import recorded_training_labels, snapshot_name, train_regime
+        from advfit.layout import snapshot_name
+        from advfit.label_noise import training_labels
+        from advfit.training import train_regime
 
     cfg = load_config(configfile)
     dataset, model_name = cfg["dataset"]["name"], cfg["model"]["name"]
@@ -104,11 +106,11 @@ def run(configfile: Path, threads: int, outdir: Path) -> None:
                 seed = job_seed(cfg["seed"], dataset, model_name, regime, i)
                 keras.utils.set_random_seed(seed)
                 model = build_model(model_name, data.x.shape[1:], data.n_classes)
+                y_train, _ = training_labels(data.y[split["train"]], regime_spec,
+                                             data.n_classes, seed)
                 history = train_regime(model, regime_spec, data.take(split["train"]),
                                        data.take(split["validation"]), data.take(split["test"]),
-                                       run_dir / "snapshots", seed=seed)
-                y_train = recorded_training_labels(data.y[split["train"]],
-                                                   history.attrs["label_noise"], data.n_classes)
+                                       run_dir / "snapshots", seed=seed, train_labels=y_train)
                 metric = cfg["best_snapshot"]["metric"]
                 best = best_epoch(history, metric)
                 best_rows.append({"dataset": dataset, "model": model_name, "regime": regime,

@@ -45,7 +45,8 @@ def make_snapshots(folder: Path, epochs: int, seed: int):
 
     from advfit.datasets import PooledData, load_digits
     from advfit.models import build_model
-    from advfit.training import compile_model, snapshot_name
+    from advfit.layout import snapshot_name
+    from advfit.training import compile_model
 
     data = PooledData(load_digits())
     keras.utils.set_random_seed(seed)

@@ -5,7 +5,7 @@ import pytest
 
 from advfit.adversarial import choose_sources, craft_adversarial_set, predict_labels
 from advfit.attacks import AttackSpec, fgsm, pgd
-from advfit.training import snapshot_name
+from advfit.layout import snapshot_name
 
 
 @pytest.fixture(scope="module")

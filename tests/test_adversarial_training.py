@@ -223,7 +223,7 @@ def test_the_optimizer_state_matters_to_an_adversarial_resume(small_digits, tmp_
     """Resuming with Adam's moments zeroed does not reproduce the run: the
     comparison above can tell a resume that forgets state."""
     from advfit.io import load_npz, save_npz
-    from advfit.training import state_name
+    from advfit.layout import state_name
 
     regime = {**ADAM, "adversarial_training": AT}
     _train(small_digits, tmp_path / "whole", regime, seed=5)

@@ -10,7 +10,7 @@ from advfit import attacks
 from advfit.adversarial import predict_labels
 from advfit.attacks import (ATTACK_DEFAULTS, ATTACK_PARAMS, ATTACKS, TARGETED, AttackSpec,
                             run_attack)
-from advfit.training import snapshot_name
+from advfit.layout import snapshot_name
 
 N_SAMPLES = 30
 LINF = {

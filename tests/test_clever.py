@@ -6,7 +6,7 @@ import pytest
 from advfit import metrics
 from advfit.adversarial import predict_labels
 from advfit.clever import ball_noise, clever_u_fast
-from advfit.training import snapshot_name
+from advfit.layout import snapshot_name
 
 # Small but real: 20 points, pool 50 points, 100 maxima of 5 (ART: ~0.5 s a point).
 SETTINGS = {"nb_batches": 100, "batch_size": 5, "pool_factor": 10, "radius": 5.0, "norm": 2}

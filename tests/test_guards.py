@@ -216,7 +216,7 @@ def test_logit_margins():
 
 @pytest.fixture(scope="module")
 def best_model(trained_lenet):
-    from advfit.training import snapshot_name
+    from advfit.layout import snapshot_name
 
     model, history, snapshot_dir = trained_lenet
     model.load_weights(snapshot_dir / snapshot_name(3))

@@ -10,7 +10,7 @@ from advfit import metrics
 from advfit.adversarial import predict_labels
 from advfit.attacks import art_classifier, cw_l2, fgsm
 from advfit.metrics import METRIC_DEFAULTS, METRIC_PARAMS, METRICS
-from advfit.training import snapshot_name
+from advfit.layout import snapshot_name
 
 N_CLEVER = 7  # with the fixture's model ART's fit diverges at point 6, seed 0
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from advfit.models import build_model
-from advfit.training import snapshot_name
+from advfit.layout import snapshot_name
 
 
 def test_lenet5_architecture_on_digits():
@@ -67,7 +67,7 @@ def test_same_seed_gives_bit_identical_snapshots(digits, tmp_path):
 # ---------------------------------------------------------------- label noise
 
 def test_noisy_labels_flips_exactly_the_rounded_fraction_each_to_another_class():
-    from advfit.training import noisy_labels
+    from advfit.label_noise import noisy_labels
 
     y = np.repeat(np.arange(10), 96)  # 960 labels
     for fraction, expected in ((0.3, 288), (0.25, 240), (0.001, 1), (0.999, 959)):
@@ -86,7 +86,7 @@ def test_noisy_labels_flips_exactly_the_rounded_fraction_each_to_another_class()
 
 
 def test_noisy_labels_is_deterministic_and_pure():
-    from advfit.training import noisy_labels
+    from advfit.label_noise import noisy_labels
 
     y = np.random.default_rng(0).integers(0, 10, 500)
     before = y.copy()
@@ -97,7 +97,7 @@ def test_noisy_labels_is_deterministic_and_pure():
 
 
 def test_noisy_labels_zero_is_unchanged_and_bad_fractions_are_refused():
-    from advfit.training import noisy_labels
+    from advfit.label_noise import noisy_labels
 
     y = np.arange(10)
     same = noisy_labels(y, 0, 10, seed=1)
@@ -110,28 +110,40 @@ def test_noisy_labels_zero_is_unchanged_and_bad_fractions_are_refused():
         noisy_labels(np.array([0, 12]), 0.5, 10, seed=1)
 
 
-def test_training_labels_record_rebuilds_the_same_labels():
+def test_training_labels_file_round_trip_and_refusals(tmp_path):
+    from advfit.label_noise import load_training_labels, save_training_labels, training_labels
     from advfit.seeds import job_seed
-    from advfit.training import recorded_training_labels, training_labels
 
     y = np.repeat(np.arange(10), 50)
+    index = np.arange(1000, 1500)
     regime = {"optimizer": "adam", "learning_rate": 0.01, "batch_size": 128, "epochs": 2}
     clean, record = training_labels(y, regime, 10, seed=5)
     assert np.array_equal(clean, y) and record["n_flipped"] == 0 and record["fraction"] == 0
-    assert np.array_equal(recorded_training_labels(y, record, 10), y)
-    assert np.array_equal(recorded_training_labels(y, None, 10), y)  # runs before the key
     noisy, record = training_labels(y, {**regime, "label_noise": 0.3}, 10, seed=5)
     assert record == {"fraction": 0.3, "seed": job_seed(5, "label_noise"), "n_flipped": 150,
                       "n": 500}
-    assert np.array_equal(recorded_training_labels(y, record, 10), noisy)
     other, _ = training_labels(y, {**regime, "label_noise": 0.3}, 10, seed=6)
     assert not np.array_equal(other, noisy)  # per job: the job seed names the split and regime
-    with pytest.raises(ValueError, match="cannot be rebuilt"):
-        recorded_training_labels(y, {**record, "n_flipped": 149}, 10)
+
+    path = tmp_path / "train_labels.npz"
+    saved = save_training_labels(path, y, index, {"label_noise": 0.3}, 10, seed=5)
+    assert saved["n_flipped"] == 150 and saved["n_classes"] == 10 and "numpy" in saved["versions"]
+    labels, loaded = load_training_labels(path, index, y)
+    assert np.array_equal(labels, noisy) and loaded == saved
+    with pytest.raises(ValueError, match="training indices are not this split's"):
+        load_training_labels(path, index + 1, y)
+    with pytest.raises(ValueError, match="true labels are not the dataset's"):
+        load_training_labels(path, index, np.roll(y, 1))
+    stored = dict(np.load(path))
+    stored["y"] = stored["y_true"]  # a file whose labels do not match its record
+    np.savez(path, **stored)
+    with pytest.raises(ValueError, match="0 labels differ, the record says 150"):
+        load_training_labels(path, index, y)
 
 
 def test_label_noise_is_part_of_the_resume_fingerprint():
-    from advfit.training import _fingerprint, noisy_labels
+    from advfit.label_noise import noisy_labels
+    from advfit.training import _fingerprint
 
     x = np.zeros((20, 8, 8, 1), np.float32)
     y = np.arange(20) % 10
@@ -143,24 +155,32 @@ def test_label_noise_is_part_of_the_resume_fingerprint():
     assert _fingerprint(regime, 1, (x, noisy_y), held, held) != clean
 
 
-def test_train_regime_applies_the_regimes_label_noise_itself(digits, tmp_path):
-    """A caller passes true labels; the regime's noise cannot be forgotten."""
+def test_train_regime_trains_on_the_given_labels_and_checks_them(digits, tmp_path):
+    """The regime's noise cannot be forgotten: a noisy regime without its labels, or labels
+    with the wrong number of flips, are refused."""
     from advfit import runtime
+    from advfit.label_noise import training_labels
     from advfit.models import build_model
-    from advfit.training import train_regime, training_labels
+    from advfit.training import train_regime
 
     runtime.configure(1, seed=0)
     train = digits.take(digits.official_train[:300])
     held = digits.take(digits.official_test[:50])
     regime = {"optimizer": "adam", "learning_rate": 0.01, "batch_size": 64, "epochs": 1}
+    noisy = {**regime, "label_noise": 0.4}
+    labels, record = training_labels(train[1], noisy, 10, 11)
+    assert record["n_flipped"] == 120
+    model = build_model("lenet5", digits.x.shape[1:], 10)
+    with pytest.raises(ValueError, match="label_noise is 0.4: pass the labels"):
+        train_regime(model, noisy, train, held, held, tmp_path / "none", seed=11)
+    with pytest.raises(ValueError, match="differ from the true labels in 120 places; the "
+                                         "regime's label_noise 0.0 flips 0"):
+        train_regime(model, regime, train, held, held, tmp_path / "wrong", seed=11,
+                     train_labels=labels)
     histories = {}
-    for noise in (0.0, 0.4):
+    for name, spec, given in (("clean", regime, None), ("noisy", noisy, labels)):
         model = build_model("lenet5", digits.x.shape[1:], 10)
-        spec = {**regime, "label_noise": noise}
-        histories[noise] = train_regime(model, spec, train, held, held, tmp_path / str(noise),
-                                        seed=11)
-        _, expected = training_labels(train[1], spec, 10, 11)
-        assert histories[noise].attrs["label_noise"] == expected
-    assert histories[0.4].attrs["label_noise"]["n_flipped"] == 120
+        histories[name] = train_regime(model, spec, train, held, held, tmp_path / name,
+                                       seed=11, train_labels=given)
     # 40 % wrong labels: the fit's training accuracy cannot match the clean run's
-    assert histories[0.4].train_accuracy[0] < histories[0.0].train_accuracy[0]
+    assert histories["noisy"].train_accuracy[0] < histories["clean"].train_accuracy[0]

@@ -131,7 +131,7 @@ def test_the_optimizer_state_matters_to_the_resume(small_digits, tmp_path):
     """Resuming without Adam's moments (what restoring only the weights would
     do) does not reproduce the run: the comparison above can tell."""
     from advfit.io import load_npz, save_npz
-    from advfit.training import state_name
+    from advfit.layout import state_name
 
     _train(small_digits, tmp_path / "whole", ADAM, seed=5)
     _train(small_digits, tmp_path / "cut", ADAM, seed=5, stop_after=1)
@@ -151,7 +151,7 @@ def test_the_optimizer_state_matters_to_the_resume(small_digits, tmp_path):
 def test_a_changed_regime_or_seed_starts_afresh_and_fewer_epochs_reuse(small_digits, tmp_path, caplog):
     import logging
 
-    from advfit.training import snapshot_name
+    from advfit.layout import snapshot_name
 
     caplog.set_level(logging.INFO, logger="advfit")
     directory = tmp_path / "run"

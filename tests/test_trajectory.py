@@ -47,7 +47,7 @@ def test_chunks_are_read_back_only_with_the_same_stamp(tmp_path):
 
 @pytest.fixture(scope="module")
 def snapshots(trained_lenet):
-    from advfit.training import list_snapshots
+    from advfit.layout import list_snapshots
 
     model, _, snapshot_dir = trained_lenet
     return model, list_snapshots(snapshot_dir)

@@ -105,23 +105,25 @@ def test_label_noise_is_recorded_and_the_train_rows_use_the_trained_labels(tiny_
 
     runtime.configure(1)
     from advfit.datasets import PooledData
-    from advfit.io import load_json
+    from advfit.io import file_sha256, load_json
+    from advfit.label_noise import load_training_labels
+    from advfit.layout import snapshot_name
     from advfit.models import build_model
-    from advfit.training import recorded_training_labels, snapshot_name
 
     data = PooledData(load_npz(tiny_run / "results/digits/data.npz"))
     table = read_table(tiny_run / "results/tables/accuracy.csv")
     model = build_model("lenet5", data.x.shape[1:], data.n_classes)
     for regime, split in _runs():
         run = _run_dir(tiny_run, regime, split)
-        record = load_json(run / "training.json")["label_noise"]
         index = load_npz(tiny_run / f"results/digits/splits/split{split}.npz")["train"]
+        x, y = data.take(index)
+        labels, record = load_training_labels(run / "train_labels.npz", index, y)
+        # training.json names the labels file it trained on
+        assert load_json(run / "training.json")["train_labels_sha256"] == file_sha256(
+            run / "train_labels.npz")
         fraction = TINY["regimes"][regime].get("label_noise", 0)
         assert record["n"] == len(index) and record["fraction"] == fraction
-        assert record["n_flipped"] == round(fraction * len(index))
-        x, y = data.take(index)
-        labels = recorded_training_labels(y, record, data.n_classes)
-        assert (labels != y).sum() == record["n_flipped"]
+        assert record["n_flipped"] == round(fraction * len(index)) == (labels != y).sum()
         epoch = TINY["regimes"][regime]["epochs"]
         model.load_weights(run / "snapshots" / snapshot_name(epoch))
         predicted = model.predict(x, verbose=0).argmax(axis=1)

@@ -5,11 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .layout import eval_set_rank
 from .seeds import job_seed
 from .statistics import bootstrap_mean_interval, holm, t_interval, welch_effect, wilson_interval
 
-NO_ATTACK = "none"  # the attack column of non-adversarial evaluation sets
-EVAL_SETS = ("train", "validation", "test", "fail_subset", "adversarial")
 ACCURACY_COLUMNS = ["dataset", "model", "regime", "split", "epoch", "eval_set", "attack",
                     "n", "n_correct", "accuracy"]
 
@@ -17,8 +16,7 @@ ACCURACY_COLUMNS = ["dataset", "model", "regime", "split", "epoch", "eval_set", 
 def collect_accuracy(frames: list[pd.DataFrame]) -> pd.DataFrame:
     """One tidy table, rows in a fixed order so that reruns give identical files."""
     table = pd.concat(frames, ignore_index=True)[ACCURACY_COLUMNS]
-    order = {name: i for i, name in enumerate(EVAL_SETS)}
-    table = table.assign(_set=table["eval_set"].map(order))
+    table = table.assign(_set=table["eval_set"].map(eval_set_rank))
     table = table.sort_values(["dataset", "model", "regime", "split", "epoch", "_set", "attack"])
     return table.drop(columns="_set").reset_index(drop=True)
 

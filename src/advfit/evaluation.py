@@ -97,9 +97,8 @@ def evaluate_split(model_name: str, data, split: dict, snapshot_dir, best_epoch:
     per-example correctness of every evaluation set (:func:`correctness_matrices`),
     for the paired tests.
     """
-    from .aggregate import NO_ATTACK
+    from .layout import NO_ATTACK, list_snapshots, snapshot_name
     from .models import build_model
-    from .training import list_snapshots, snapshot_name
 
     snapshot_dir = Path(snapshot_dir)
     snapshots = list_snapshots(snapshot_dir)
@@ -177,7 +176,7 @@ def enforce_zero_at_best(violations: list[dict], best_epoch: int, on_violation: 
 
 def correctness_key(eval_set: str, attack: str) -> str:
     """The npz key of an evaluation set's correctness matrix: ``test``, ``adversarial__fgsm``."""
-    from .aggregate import NO_ATTACK
+    from .layout import NO_ATTACK
 
     return eval_set if attack == NO_ATTACK else f"{eval_set}__{attack}"
 

@@ -8,6 +8,7 @@ mistake for a finished one.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import platform
@@ -88,6 +89,15 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         return value.tolist()
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 of a file, read 1 MiB at a time (dataset archives are never read whole)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def meta_to_array(meta: dict) -> np.ndarray:

@@ -18,7 +18,7 @@ import numpy as np
 
 from . import knn
 from .adversarial import choose_sources, target_labels
-from .aggregate import NO_ATTACK
+from .layout import NO_ATTACK
 from .attacks import AttackSpec, craft
 
 log = logging.getLogger("advfit")

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from . import statistics as st
-from .aggregate import NO_ATTACK
+from .layout import NO_ATTACK
 
 PAIRED_SETS = ("test", "fail_subset", "adversarial")  # the sets the papers compare
 

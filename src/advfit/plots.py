@@ -22,11 +22,11 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from .aggregate import NO_ATTACK  # noqa: E402
+from .layout import EVAL_SETS, FAIL_SUBSET, NO_ATTACK, eval_set_label  # noqa: E402
 
 ACCURACY = "accuracy (fraction correct)"
 CLEAN_SETS = ("train", "validation", "test")
-SET_ORDER = ("train", "validation", "test", "fail subset")
+SET_ORDER = tuple(eval_set_label(s) for s in EVAL_SETS[:EVAL_SETS.index(FAIL_SUBSET) + 1])
 _DEEP = sns.color_palette("deep")
 # train, validation, test, fail subset; then one colour per adversarial set
 _SET_COLOURS = dict(zip(SET_ORDER, (_DEEP[0], _DEEP[1], _DEEP[2], _DEEP[3])))
@@ -36,7 +36,7 @@ BEST_EPOCH_STYLE = {"color": "0.15", "ls": ":", "lw": 1.6}
 
 def set_label(eval_set: str, attack: str) -> str:
     """How an evaluation set is named in figures: ``fail subset``, ``adversarial (fgsm)``."""
-    return eval_set.replace("_", " ") if attack == NO_ATTACK else f"adversarial ({attack})"
+    return eval_set_label(eval_set) if attack == NO_ATTACK else f"adversarial ({attack})"
 
 
 def set_order(labels) -> list[str]:

@@ -30,6 +30,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .layout import ADVERSARIAL, FAIL_SUBSET, eval_set_rank
+
 ACCURACY_REQUIRED = ["dataset", "split", "k", "eval_set", "attack", "n", "accuracy"]
 SLOPE_KEYS = ["dataset", "split", "eval_set", "attack"]
 SLOPE_COLUMNS = SLOPE_KEYS + ["j", "accuracy_j", "accuracy_j2", "slope", "is_infinite", "is_undefined"]
@@ -37,9 +39,6 @@ TEST_COLUMNS = ["dataset", "attack", "j", "test", "alternative", "statistic", "p
                 "note"]
 ALTERNATIVES = ("two-sided", "greater", "less")
 TESTS = ("welch", "paired")
-EVAL_SET_ORDER = {"train": 0, "test": 1, "fail_subset": 2, "adversarial": 3}
-ADVERSARIAL = "adversarial"
-FAIL_SUBSET = "fail_subset"
 
 
 def slope(a_j: float, a_j2: float) -> float:
@@ -83,7 +82,7 @@ def slopes_table(accuracy: pd.DataFrame) -> pd.DataFrame:
                          "is_undefined": math.isnan(s)})
     table = pd.DataFrame(rows, columns=SLOPE_COLUMNS)
     # A fixed row order, so that reruns give identical files.
-    order = table["eval_set"].map(EVAL_SET_ORDER).fillna(len(EVAL_SET_ORDER))
+    order = table["eval_set"].map(eval_set_rank)
     table = table.assign(_set=order).sort_values(["dataset", "_set", "attack", "split", "j"])
     return table.drop(columns="_set").reset_index(drop=True)
 

@@ -33,7 +33,7 @@ from pathlib import Path, PurePosixPath
 from typing import Callable, Iterable, Mapping, TextIO
 
 from . import __version__, formats
-from .io import atomic_path
+from .io import atomic_path, file_sha256  # noqa: F401  (file_sha256: part of this API)
 
 log = logging.getLogger("advfit")
 
@@ -138,14 +138,6 @@ def file_digests(path: PathLike) -> dict[str, str]:
     """sha256 and md5 of a file in one streaming pass."""
     with open(path, "rb") as handle:
         return _digest_stream(handle.read)
-
-
-def file_sha256(path: PathLike) -> str:
-    with open(path, "rb") as handle:
-        hasher = hashlib.sha256()
-        while chunk := handle.read(CHUNK_SIZE):
-            hasher.update(chunk)
-    return hasher.hexdigest()
 
 
 def file_md5(path: PathLike) -> str:

@@ -17,12 +17,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import re
 from pathlib import Path
 
 import numpy as np
 
-from .io import atomic_path, load_npz, save_npz
+from .io import atomic_path, file_sha256, load_npz, save_npz
+from .layout import list_snapshots, list_states, snapshot_name, state_name
 from .seeds import job_seed
 
 log = logging.getLogger("advfit")
@@ -31,92 +31,9 @@ OPTIMIZERS = ("adam", "sgd", "rmsprop")
 HISTORY_COLUMNS = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy",
                    "test_loss", "test_accuracy"]
 STATE_FORMAT = 1
-_SNAPSHOT = re.compile(r"^epoch_(\d{3,})\.weights\.h5$")
-_STATE = re.compile(r"^epoch_(\d{3,})\.state\.npz$")
-
-
-def snapshot_name(epoch: int) -> str:
-    return f"epoch_{epoch:03d}.weights.h5"
-
-
-def list_snapshots(snapshot_dir) -> dict[int, Path]:
-    """Epoch -> snapshot file of a snapshot folder, epochs ascending (any number of digits)."""
-    found = {}
-    for path in Path(snapshot_dir).glob("epoch_*.weights.h5"):
-        match = re.fullmatch(r"epoch_(\d+)\.weights\.h5", path.name)
-        if match:
-            found[int(match.group(1))] = path
-    return dict(sorted(found.items()))
-
-
-def state_name(epoch: int) -> str:
-    return f"epoch_{epoch:03d}.state.npz"
-
-
 def epoch_seed(seed: int, epoch: int) -> int:
     """The seed set before (1-based) ``epoch``: depends on nothing else."""
     return job_seed(seed, "epoch", epoch)
-
-
-def noisy_labels(y, fraction: float, n_classes: int, seed: int) -> np.ndarray:
-    """``y`` with exactly ``round(fraction * len(y))`` labels replaced by another class.
-
-    Symmetric label noise (Zhang et al. 2017; Arpit et al. 2017), the regime
-    key ``label_noise``: the flipped positions are a seeded sample without
-    replacement, and each flipped label becomes one of the other
-    ``n_classes - 1`` classes, uniformly. Pure: the same arguments always give
-    the same labels; ``fraction`` 0 returns an unchanged copy.
-    """
-    y = np.asarray(y)
-    fraction = float(fraction)
-    if not 0.0 <= fraction < 1.0:
-        raise ValueError(f"label_noise must be in [0, 1), got {fraction}")
-    out = y.copy()
-    n_flip = int(round(fraction * len(y)))
-    if n_flip == 0:
-        return out
-    if n_classes < 2:
-        raise ValueError("label noise needs at least 2 classes")
-    if y.min() < 0 or y.max() >= n_classes:
-        raise ValueError(f"labels outside 0..{n_classes - 1}")
-    rng = np.random.default_rng(int(seed))
-    where = np.sort(rng.choice(len(y), size=n_flip, replace=False))
-    shift = rng.integers(1, n_classes, size=n_flip)  # never 0: always another class
-    out[where] = ((y[where].astype(np.int64) + shift) % n_classes).astype(y.dtype)
-    return out
-
-
-def training_labels(y, regime: dict, n_classes: int, seed: int) -> tuple[np.ndarray, dict]:
-    """The labels ``regime`` trains on, and the record of how they were made.
-
-    ``y`` are the training split's true labels and ``seed`` the job's seed
-    (from the run's seed, dataset, model, regime and split). Without
-    ``label_noise`` (or with 0) the labels are ``y`` unchanged. The record
-    (``fraction``, ``seed``, ``n_flipped``, ``n``) goes to ``training.json``;
-    :func:`recorded_training_labels` rebuilds the same labels from it.
-    """
-    fraction = float(regime.get("label_noise", 0.0))
-    noise_seed = job_seed(seed, "label_noise")
-    labels = noisy_labels(y, fraction, n_classes, noise_seed)
-    record = {"fraction": fraction, "seed": noise_seed,
-              "n_flipped": int(np.count_nonzero(labels != np.asarray(y))), "n": int(len(labels))}
-    return labels, record
-
-
-def recorded_training_labels(y, record: dict | None, n_classes: int) -> np.ndarray:
-    """The training labels described by a ``training.json`` ``label_noise`` record.
-
-    ``None`` (a run without the record) means the true labels. Raises
-    ValueError when the rebuilt labels do not match the record.
-    """
-    y = np.asarray(y)
-    if not record or not record.get("fraction"):
-        return y
-    labels = noisy_labels(y, record["fraction"], n_classes, record["seed"])
-    if len(labels) != record["n"] or np.count_nonzero(labels != y) != record["n_flipped"]:
-        raise ValueError(f"the training labels cannot be rebuilt from {record}: "
-                         f"{len(labels)} labels, {np.count_nonzero(labels != y)} flipped")
-    return labels
 
 
 def make_optimizer(regime: dict):
@@ -142,7 +59,7 @@ def compile_model(model, regime: dict) -> None:
     )
 
 
-def _fingerprint(regime: dict, seed: int, train, validation, test) -> str:
+def _fingerprint(regime: dict, seed: int, train, validation, test, train_labels=None) -> str:
     """What a saved state must match to be resumed from: the regime (any
     number of epochs: a longer run continues a shorter one exactly), the seed
     and the data. A changed config therefore restarts from scratch."""
@@ -153,11 +70,10 @@ def _fingerprint(regime: dict, seed: int, train, validation, test) -> str:
 
         spec["adversarial_training"] = resolve_spec(spec["adversarial_training"])
     digest.update(json.dumps({"regime": spec, "seed": int(seed)}, sort_keys=True).encode())
-    for x, y in (train, validation, test):
-        for array in (x, y):
-            array = np.ascontiguousarray(array)
-            digest.update(f"{array.dtype.str}{array.shape}".encode())
-            digest.update(array.data)
+    arrays = [*train, *validation, *test] + ([] if train_labels is None else [train_labels])
+    for array in map(np.ascontiguousarray, arrays):
+        digest.update(f"{array.dtype.str}{array.shape}".encode())
+        digest.update(array.data)
     return digest.hexdigest()
 
 
@@ -165,14 +81,6 @@ def _extra_variables(model) -> list:
     """Model variables that ``save_weights`` leaves out (random-generator states)."""
     saved = {id(v) for v in model.weights}
     return [v for v in model.variables if id(v) not in saved]
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _save_state(snapshot_dir: Path, epoch: int, model, base_seed: int, fingerprint: str,
@@ -184,18 +92,12 @@ def _save_state(snapshot_dir: Path, epoch: int, model, base_seed: int, fingerpri
     meta = {
         "format": STATE_FORMAT, "epoch": epoch, "base_seed": int(base_seed),
         "fingerprint": fingerprint,
-        "weights_sha256": _file_sha256(snapshot_dir / snapshot_name(epoch)),
+        "weights_sha256": file_sha256(snapshot_dir / snapshot_name(epoch)),
         "optimizer": [v.path for v in optimizer], "extra": [v.path for v in extra],
     }
     table = np.array([[row[c] for c in HISTORY_COLUMNS] for row in history], dtype=np.float64)
     save_npz(snapshot_dir / state_name(epoch), meta=np.array(json.dumps(meta)),
              history=table.reshape(len(history), len(HISTORY_COLUMNS)), **arrays)
-
-
-def _epochs_present(snapshot_dir: Path, pattern: re.Pattern) -> list[int]:
-    if not snapshot_dir.is_dir():
-        return []
-    return sorted(int(m.group(1)) for p in snapshot_dir.iterdir() if (m := pattern.match(p.name)))
 
 
 def _load_state(snapshot_dir: Path, epoch: int, fingerprint: str) -> dict | None:
@@ -211,7 +113,7 @@ def _load_state(snapshot_dir: Path, epoch: int, fingerprint: str) -> dict | None
         log.info("training state %s belongs to another regime, seed or data: starting afresh",
                  path.name)
         return None
-    if not weights.is_file() or _file_sha256(weights) != meta.get("weights_sha256"):
+    if not weights.is_file() or file_sha256(weights) != meta.get("weights_sha256"):
         log.warning("snapshot %s does not match its training state: ignoring both", weights.name)
         return None
     return {**state, "meta": meta}
@@ -238,17 +140,16 @@ def _clear(snapshot_dir: Path, after: int = 0) -> None:
     the temporary files of writes that a kill interrupted."""
     for stray in snapshot_dir.glob(".*.tmp*"):
         stray.unlink(missing_ok=True)
-    for pattern in (_SNAPSHOT, _STATE):
-        for epoch in _epochs_present(snapshot_dir, pattern):
+    for files in (list_snapshots(snapshot_dir), list_states(snapshot_dir)):
+        for epoch, path in files.items():
             if epoch > after:
-                name = snapshot_name(epoch) if pattern is _SNAPSHOT else state_name(epoch)
-                (snapshot_dir / name).unlink(missing_ok=True)
+                path.unlink(missing_ok=True)
 
 
 def find_resume_point(snapshot_dir: Path, fingerprint: str) -> tuple[int, dict | None]:
     """The highest epoch whose snapshot and state are both complete, and its state."""
-    snapshots = set(_epochs_present(snapshot_dir, _SNAPSHOT))
-    for epoch in reversed(_epochs_present(snapshot_dir, _STATE)):
+    snapshots = set(list_snapshots(snapshot_dir))
+    for epoch in reversed(list_states(snapshot_dir)):
         if epoch in snapshots and (state := _load_state(snapshot_dir, epoch, fingerprint)):
             # Snapshots 1..epoch must all be there to be kept.
             if all(e in snapshots for e in range(1, epoch + 1)):
@@ -257,8 +158,8 @@ def find_resume_point(snapshot_dir: Path, fingerprint: str) -> tuple[int, dict |
 
 
 def train_regime(model, regime: dict, train, validation, test, snapshot_dir: Path,
-                 eval_batch_size: int = 1024, *, seed: int | None = None, resume: bool = False,
-                 keep_state: bool = False, stop_after: int | None = None):
+                 eval_batch_size: int = 1024, *, seed: int | None = None, train_labels=None,
+                 resume: bool = False, keep_state: bool = False, stop_after: int | None = None):
     """Train ``model`` for ``regime['epochs']`` epochs; return the history as a DataFrame.
 
     ``train``, ``validation`` and ``test`` are ``(x, y)`` pairs; the test set
@@ -269,10 +170,11 @@ def train_regime(model, regime: dict, train, validation, test, snapshot_dir: Pat
     after the highest epoch of ``snapshot_dir`` that has a complete snapshot
     and a state saved with this regime (whatever its number of epochs), seed
     and data; otherwise, or when there is none, it starts from the model as
-    given and removes any snapshot and state already there. A regime's
-    ``label_noise`` replaces that fraction of ``train``'s labels before training
-    (:func:`training_labels`, seeded from the seed); the returned table's
-    ``attrs["label_noise"]`` records it. A regime's ``adversarial_training``
+    given and removes any snapshot and state already there. ``train``'s labels
+    are the true ones; ``train_labels`` are those to train on, which a regime
+    with ``label_noise`` must be given (the run's ``train_labels.npz``, or
+    :func:`advfit.label_noise.training_labels`): exactly that fraction of them
+    must differ from the true ones. A regime's ``adversarial_training``
     trains each epoch on PGD AEs crafted batch by batch on the current weights
     (:mod:`advfit.adversarial_training`) instead of ``model.fit``, just as
     deterministic and resumable; ``attrs["adversarial_training"]`` records its
@@ -288,12 +190,9 @@ def train_regime(model, regime: dict, train, validation, test, snapshot_dir: Pat
     epochs = int(regime["epochs"])
     batch_size = int(regime["batch_size"])
     base_seed = int(seed) if seed is not None else int(np.random.randint(0, 2**31 - 1))
-    # The regime's label_noise applies here, so that no caller can miss it;
-    # the fingerprint hashes the true labels and the regime, noise included.
-    fingerprint = _fingerprint(regime, base_seed, train, validation, test)
-    y_train, noise = training_labels(train[1], regime, int(model.output_shape[-1]), base_seed)
-    if noise["n_flipped"]:
-        log.info("label noise: %d of %d training labels flipped", noise["n_flipped"], noise["n"])
+    y_train = _labels_to_train_on(regime, train[1], train_labels)
+    # The fingerprint hashes the labels trained on, the true ones and the regime.
+    fingerprint = _fingerprint(regime, base_seed, train, validation, test, y_train)
     train = (train[0], y_train)
     compile_model(model, regime)
 
@@ -336,18 +235,18 @@ def train_regime(model, regime: dict, train, validation, test, snapshot_dir: Pat
         with atomic_path(snapshot_dir / snapshot_name(number), suffix=".weights.h5") as tmp:
             model.save_weights(tmp)
         _save_state(snapshot_dir, number, model, base_seed, fingerprint, history)
-        for old in _epochs_present(snapshot_dir, _STATE):  # only the latest state is needed
+        for old, path in list_states(snapshot_dir).items():  # only the latest one is needed
             if old < number:
-                (snapshot_dir / state_name(old)).unlink(missing_ok=True)
+                path.unlink(missing_ok=True)
         log.info("epoch %d: %s", number,
                  ", ".join(f"{k}={v:.4f}" for k, v in row.items() if k != "epoch"))
         if stop_after is not None and number >= stop_after and number < epochs:
-            return _history_table(history, noise, trainer)
+            return _history_table(history, trainer)
 
     if not keep_state:
-        for old in _epochs_present(snapshot_dir, _STATE):
-            (snapshot_dir / state_name(old)).unlink(missing_ok=True)
-    return _history_table(history, noise, trainer)
+        for path in list_states(snapshot_dir).values():
+            path.unlink(missing_ok=True)
+    return _history_table(history, trainer)
 
 
 def _fit_epoch(model, train, validation, epoch: int, batch_size: int) -> dict:
@@ -370,14 +269,35 @@ def _adversarial_epoch(model, trainer, train, validation, seed: int) -> dict:
     return logs
 
 
-def _history_table(history: list[dict], noise: dict, trainer=None):
-    """The history as a DataFrame; ``attrs["label_noise"]`` is the record of
-    :func:`training_labels` and ``attrs["adversarial_training"]`` the resolved
-    spec of the regime's adversarial training, None without (both for
-    ``training.json``)."""
+def _labels_to_train_on(regime: dict, y_true, train_labels) -> np.ndarray:
+    """``train_labels`` (the true labels without), checked against the regime's label_noise:
+    a noisy regime given clean labels, or the reverse, would silently train the wrong run."""
+    y_true = np.asarray(y_true)
+    fraction = float(regime.get("label_noise", 0.0))
+    if train_labels is None:
+        if fraction:
+            raise ValueError(f"the regime's label_noise is {fraction}: pass the labels to train "
+                             "on as train_labels (the run's train_labels.npz, or "
+                             "advfit.label_noise.training_labels)")
+        return y_true
+    labels = np.asarray(train_labels)
+    if labels.shape != y_true.shape:
+        raise ValueError(f"train_labels has shape {labels.shape}, the training split "
+                         f"{y_true.shape}")
+    n_flipped, expected = int(np.count_nonzero(labels != y_true)), round(fraction * len(y_true))
+    if n_flipped != expected:
+        raise ValueError(f"train_labels differ from the true labels in {n_flipped} places; "
+                         f"the regime's label_noise {fraction} flips {expected}")
+    if n_flipped:
+        log.info("label noise: %d of %d training labels flipped", n_flipped, len(labels))
+    return labels
+
+
+def _history_table(history: list[dict], trainer=None):
+    """The history as a DataFrame; ``attrs["adversarial_training"]`` is the resolved
+    spec of the regime's adversarial training, None without (for ``training.json``)."""
     import pandas as pd
 
     table = pd.DataFrame(history, columns=HISTORY_COLUMNS)
-    table.attrs["label_noise"] = noise
     table.attrs["adversarial_training"] = None if trainer is None else dict(trainer.spec)
     return table

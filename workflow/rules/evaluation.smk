@@ -4,7 +4,7 @@ rule evaluate_snapshots:
         split="results/{dataset}/splits/split{split}.npz",
         snapshots=f"{RUN}/snapshots",
         best=f"{RUN}/best_snapshot.json",
-        training=f"{RUN}/training.json",
+        train_labels=f"{RUN}/train_labels.npz",
         adversarial=expand(
             f"{RUN}/adversarial/{{attack}}.npz", attack=ATTACKS, allow_missing=True
         ),

@@ -1,7 +1,26 @@
+rule make_training_labels:
+    input:
+        data="results/{dataset}/data.npz",
+        split="results/{dataset}/splits/split{split}.npz",
+    output:
+        f"{RUN}/train_labels.npz",
+    log:
+        f"{RUN_LOG}/make_training_labels.log",
+    conda:
+        ENV
+    params:
+        # Only the regime's label_noise: other keys (epochs, ...) keep the labels.
+        label_noise=lambda w: config["regimes"][w.regime].get("label_noise", 0.0),
+        seed=config["seed"],
+    script:
+        "../scripts/make_training_labels.py"
+
+
 rule train_model:
     input:
         data="results/{dataset}/data.npz",
         split="results/{dataset}/splits/split{split}.npz",
+        train_labels=f"{RUN}/train_labels.npz",
     output:
         snapshots=directory(f"{RUN}/snapshots"),
         history=f"{RUN}/history.csv",

@@ -26,7 +26,7 @@ with job_log(snakemake.log[0]) as log:
     from advfit.models import build_model
     from advfit.trajectory import (attack_snapshot, chosen_epochs, chunked, fingerprint,
                                    point_sample, stack_chunks, whitebox_row)
-    from advfit.training import list_snapshots
+    from advfit.layout import list_snapshots
 
     spec = snakemake.params.spec
     data = load_prepared(snakemake.input.data)

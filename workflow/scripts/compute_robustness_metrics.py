@@ -22,9 +22,9 @@ with job_log(snakemake.log[0]) as log:
 
     from advfit.datasets import load_prepared
     from advfit.io import load_npz, save_csv
+    from advfit.layout import list_snapshots
     from advfit.models import build_model
     from advfit.snapshot_metrics import metric_sample, metrics_by_epoch
-    from advfit.training import snapshot_name
 
     spec = snakemake.params.spec
     data = load_prepared(snakemake.input.data)
@@ -32,9 +32,8 @@ with job_log(snakemake.log[0]) as log:
     points = metric_sample(split["test"], spec["n_points"], seed)
     x, y = data.take(points)
     snapshot_dir = Path(snakemake.input.snapshots)
-    epochs = sorted(int(p.name[6:9]) for p in snapshot_dir.glob("epoch_*.weights.h5"))
     model = build_model(snakemake.params.model, data.image_shape, data.n_classes)
-    rows = metrics_by_epoch(model, {e: snapshot_dir / snapshot_name(e) for e in epochs}, x, y,
+    rows = metrics_by_epoch(model, list_snapshots(snapshot_dir), x, y,
                             spec["metrics"], seed, spec.get("clever_repeats", 1),
                             snakemake.params.confidence)
     table = pd.DataFrame(rows)

@@ -16,7 +16,7 @@ with job_log(snakemake.log[0]) as log:
     from advfit.datasets import load_prepared
     from advfit.evaluation import check_zero_at_best, evaluate_split
     from advfit.io import load_json, load_npz, meta_to_array, save_csv, save_npz
-    from advfit.training import recorded_training_labels
+    from advfit.label_noise import load_training_labels
 
     w = snakemake.wildcards
     data = load_prepared(snakemake.input.data)
@@ -25,10 +25,9 @@ with job_log(snakemake.log[0]) as log:
     adversarial = {name: load_npz(path)
                    for name, path in zip(snakemake.params.attacks, snakemake.input.adversarial)}
     # The train set is scored against the labels the model was trained on
-    # (with the regime's label_noise, as recorded in training.json).
-    train_labels = recorded_training_labels(
-        data.take(split["train"])[1], load_json(snakemake.input.training).get("label_noise"),
-        data.n_classes)
+    # (with the regime's label_noise: rule make_training_labels' file).
+    train_labels, _ = load_training_labels(snakemake.input.train_labels, split["train"],
+                                           data.y[split["train"]])
     rows, fail_index, correctness = evaluate_split(
         snakemake.params.model, data, split, snakemake.input.snapshots, best["best_epoch"],
         adversarial, batch_size=snakemake.params.batch_size, train_labels=train_labels,

@@ -26,7 +26,7 @@ with job_log(snakemake.log[0]) as log:
     from advfit.io import load_json, load_npz, meta_to_array, save_csv, save_npz, versions
     from advfit.models import build_model
     from advfit.trajectory import chosen_epochs, chunked, evaluate_sets, fingerprint
-    from advfit.training import list_snapshots
+    from advfit.layout import list_snapshots
 
     spec = snakemake.params.spec
     data = load_prepared(snakemake.input.data)

@@ -5,7 +5,7 @@ with job_log(snakemake.log[0]) as log:
 
     from advfit.io import save_json
     from advfit.selection import best_epoch
-    from advfit.training import snapshot_name
+    from advfit.layout import snapshot_name
 
     metric = snakemake.params.metric
     history = pd.read_csv(snakemake.input.history)

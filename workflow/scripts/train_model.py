@@ -18,12 +18,17 @@ with job_log(snakemake.log[0]) as log:
     device = runtime.configure(snakemake.threads, seed=seed)
 
     from advfit.datasets import load_prepared
-    from advfit.io import load_npz, save_csv, save_json, versions
+    from advfit.io import file_sha256, load_npz, save_csv, save_json, versions
+    from advfit.label_noise import load_training_labels
     from advfit.models import build_model
     from advfit.training import train_regime
 
     data = load_prepared(snakemake.input.data)
     split = load_npz(snakemake.input.split)
+    train = data.take(split["train"])
+    # The labels to train on (with the regime's label_noise, a seeded fraction
+    # flipped), made once by rule make_training_labels; evaluation reads them too.
+    train_labels, _ = load_training_labels(snakemake.input.train_labels, split["train"], train[1])
     model = build_model(snakemake.params.model, data.image_shape, data.n_classes)
     # Snapshots go to a staging folder renamed into place at the end: the
     # declared folder exists only once every epoch is written. Snakemake does
@@ -32,18 +37,16 @@ with job_log(snakemake.log[0]) as log:
     # complete epoch, bit-identically (a changed regime or seed starts afresh).
     final = Path(snakemake.output.snapshots)
     staging = final.with_name(final.name + ".partial")
-    # With label_noise, train_regime replaces a seeded fraction of the training
-    # split's labels by other classes; every other set keeps its true labels.
     # With adversarial_training, it trains on PGD AEs crafted batch by batch.
-    history = train_regime(model, snakemake.params.regime,
-                           data.take(split["train"]), data.take(split["validation"]),
-                           data.take(split["test"]), staging, seed=seed, resume=True)
+    history = train_regime(model, snakemake.params.regime, train,
+                           data.take(split["validation"]), data.take(split["test"]), staging,
+                           seed=seed, train_labels=train_labels, resume=True)
     shutil.rmtree(final, ignore_errors=True)
     staging.rename(final)
     save_json(snakemake.output.meta, {
         "dataset": w.dataset, "model": w.model, "regime": w.regime, "split": w.split,
         "regime_spec": snakemake.params.regime, "seed": seed,
-        "label_noise": history.attrs["label_noise"],
+        "train_labels_sha256": file_sha256(snakemake.input.train_labels),
         # The resolved PGD adversarial-training spec (defaults filled); null without.
         "adversarial_training": history.attrs["adversarial_training"],
         "device": device, "versions": versions(),
