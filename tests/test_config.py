@@ -14,6 +14,32 @@ def test_default_config_is_valid_and_gets_defaults(default_config):
     assert config["evaluation"]["batch_size"] == 1024
 
 
+def test_snakemakes_validate_fills_the_defaults_and_they_pass_the_schema(default_config):
+    """Step 2 is Snakemake's own validate(set_default=True): every property schema must
+    be a mapping it can read, and the config it fills must pass step 1 again."""
+    from snakemake.utils import validate
+
+    from advfit.config import SCHEMA_PATH, check_config, check_schema, load_schema
+
+    def property_schemas(node):
+        if isinstance(node, dict):
+            for sub in (node.get("properties") or {}).values():
+                yield sub
+            for value in node.values():
+                yield from property_schemas(value)
+        elif isinstance(node, list):
+            for value in node:
+                yield from property_schemas(value)
+
+    assert all(isinstance(sub, dict) for sub in property_schemas(load_schema()))
+    config = check_schema(default_config)
+    assert "statistics" not in config and "norm" not in config["attacks"]["fgsm"]
+    validate(config, str(SCHEMA_PATH), set_default=True)
+    assert config["statistics"]["confidence"] == 0.95
+    assert config["attacks"]["fgsm"]["norm"] == "inf"
+    assert check_config(check_schema(config)) == validate_config(default_config)
+
+
 def test_attack_subset_size_all_is_valid(default_config):
     default_config["attack_subset_size"] = "all"
     assert validate_config(default_config)["attack_subset_size"] == "all"

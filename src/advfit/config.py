@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from jsonschema import Draft202012Validator, validators
+from jsonschema import Draft202012Validator
 
 from .datasets import BUILT_IN, dataset_info
 from .plugin_check import plugin_problems
@@ -25,20 +25,6 @@ SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
 
 class ConfigError(ValueError):
     """A configuration that cannot run; the message names the key."""
-
-
-def _with_defaults(validator_class):
-    """A validator that also fills in the schema's defaults."""
-    validate_properties = validator_class.VALIDATORS["properties"]
-
-    def set_defaults(validator, properties, instance, schema):
-        if isinstance(instance, dict):
-            for name, sub in properties.items():
-                if isinstance(sub, dict) and "default" in sub:
-                    instance.setdefault(name, copy.deepcopy(sub["default"]))
-        yield from validate_properties(validator, properties, instance, schema)
-
-    return validators.extend(validator_class, {"properties": set_defaults})
 
 
 def load_schema() -> dict:
@@ -90,26 +76,60 @@ def _normalise(config: dict) -> dict:
 
 
 def validate_config(config: dict[str, Any]) -> dict[str, Any]:
-    """Return a validated copy of ``config`` with defaults filled in.
+    """Return a validated copy of ``config`` with defaults filled in: the three steps
+    that the workflow's ``common.smk`` takes, :func:`check_schema`, Snakemake's
+    ``validate(..., set_default=True)`` (:func:`fill_defaults`) and :func:`check_config`.
 
     Raises :class:`ConfigError` listing every problem found, each naming its key.
     """
+    config = check_schema(config)
+    fill_defaults(config)
+    return check_config(config)
+
+
+def check_schema(config: dict[str, Any]) -> dict[str, Any]:
+    """Step 1: a normalised copy of ``config`` (attack ``method`` from its name) if it
+    has the schema's structure, types and ranges; else :class:`ConfigError` naming
+    every offending key at once (Snakemake's ``validate`` stops at the first, in
+    JSON Schema's words)."""
     if not isinstance(config, dict):
         raise ConfigError("config must be a mapping of keys to values")
     config = _normalise(config)
     # JSON Schema's bounds compare false against NaN, so NaN and inf pass
     # every minimum and maximum: refuse them first, whatever the key.
     problems = non_finite_problems(config)
-    validator = _with_defaults(Draft202012Validator)(load_schema())
+    validator = Draft202012Validator(load_schema())
     errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
     problems += [p for p in dict.fromkeys(_describe(e) for e in _leaf_errors(errors))
                  if p not in problems]
-    if not problems:
-        problems = _semantic_problems(config)
-    if problems:
-        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
+    _raise_if(problems)
+    return config
+
+
+def fill_defaults(config: dict[str, Any]) -> None:
+    """Step 2 outside a workflow: the schema's defaults, filled in place by Snakemake's
+    ``validate(config, schema, set_default=True)``, as ``common.smk`` does."""
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
+
+    try:
+        validate(config, str(SCHEMA_PATH), set_default=True)
+    except WorkflowError as error:  # step 1 passed, so only a schema bug gets here
+        raise ConfigError(f"invalid configuration: {error}") from None
+
+
+def check_config(config: dict[str, Any]) -> dict[str, Any]:
+    """Step 3, on a config with the schema's defaults: the checks across keys and
+    against the data (subset sizes, budgets, plugins), then the defaults that depend
+    on other keys. Returns ``config``; :class:`ConfigError` lists the problems."""
+    _raise_if(_semantic_problems(config))
     _fill_derived_defaults(config)
     return config
+
+
+def _raise_if(problems: list[str]) -> None:
+    if problems:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
 
 
 def non_finite_problems(node, path=()) -> list[str]:

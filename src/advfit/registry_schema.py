@@ -38,7 +38,9 @@ def attack_defs() -> dict:
 
     branches = []
     for method, params in ATTACK_PARAMS.items():
-        properties = {"method": True, **{name: param_schema(p) for name, p in params.items()}}
+        # {} (any value), not True: Snakemake's validate reads every property's schema
+        # as a mapping when it fills defaults.
+        properties = {"method": {}, **{name: param_schema(p) for name, p in params.items()}}
         if method in TARGETED:
             properties["target"] = {
                 "enum": list(TARGET_CHOICES), "default": "none",
@@ -55,7 +57,7 @@ def attack_defs() -> dict:
 
 
 PLUGIN_PROPERTIES = {
-    "method": True,
+    "method": {},
     "function": {"type": "string", "pattern": "^.+:[A-Za-z_][A-Za-z0-9_]*$",
                  "description": "your attack: 'path/to/file.py:function' or 'module:function', "
                                 "called as function(model, x, y, *, seed, **params) -> x_adv"},

@@ -1,10 +1,17 @@
-from advfit.config import ConfigError, validate_config
+from snakemake.utils import validate
+
+from advfit.config import ConfigError, check_config, check_schema
 from advfit.datasets import PREPARED_LAYOUT
 from advfit.plugins import attack_sources, model_source
 
-# Validate before any job is scheduled; the message names the offending key.
+# Validate before any job is scheduled, in three steps: (1) every structural
+# problem at once, each naming its key (NaN and inf too); (2) the schema's
+# defaults, filled by Snakemake's validate; (3) advfit's checks across keys
+# and against the data, which need the defaults.
 try:
-    _validated = validate_config(config)
+    _validated = check_schema(config)
+    validate(_validated, "../schemas/config.schema.yaml", set_default=True)
+    _validated = check_config(_validated)
 except ConfigError as error:
     raise WorkflowError(str(error)) from None
 config.clear()
