@@ -34,7 +34,7 @@ rule all:
         final_outputs(),
 
 
-# Model jobs run in a warm interpreter (src/advfit/warm.py); let it go at the end.
+# Model jobs run in a warm interpreter (src/advfit/jobs/warm.py); let it go at the end.
 onsuccess:
     stop_warm_interpreters()
 

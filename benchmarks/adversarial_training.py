@@ -1,7 +1,7 @@
 """Benchmark 6: the cost of PGD adversarial training against normal training.
 
 Trains LeNet-5 on digits' official training part (1437 images, Adam, batch
-64) with ``advfit.training.train_regime``, as a ``train_model`` job does
+64) with ``advfit.models.training.train_regime``, as a ``train_model`` job does
 (snapshot and state after every epoch, validation and test scored), for the
 normal regime (``model.fit``, the anchor) and for a few ``adversarial_training``
 specs (the traced PGD step). Each variant runs once for 1 epoch and once for
@@ -44,8 +44,8 @@ VARIANTS = {
 def _train_seconds(data, regime: dict, seed: int) -> float:
     import keras
 
-    from advfit.models import build_model
-    from advfit.training import train_regime
+    from advfit.models.architectures import build_model
+    from advfit.models.training import train_regime
 
     train = data.take(data.official_train)
     test = data.take(data.official_test)
@@ -64,7 +64,7 @@ def main() -> None:
 
     info, account = begin(args)
     from advfit import runtime
-    from advfit.datasets import PooledData, load_dataset
+    from advfit.data.datasets import PooledData, load_dataset
 
     runtime.configure(args.threads, seed=args.seed)
     data = PooledData(load_dataset("digits"))

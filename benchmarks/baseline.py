@@ -14,7 +14,7 @@ same libraries and the advfit functions a researcher would call:
   every set;
 - the tables and figures the workflow's final targets hold.
 
-It keeps the workflow's per-job seeds (``advfit.seeds.job_seed``) and
+It keeps the workflow's per-job seeds (``advfit.runtime.seeds.job_seed``) and
 deterministic TensorFlow, so its accuracy table can be checked against the
 workflow's (benchmarks/compare.py does). TensorFlow gets every core
 (``--threads``, default nproc): the thread pools a researcher gets without
@@ -69,20 +69,20 @@ def run(configfile: Path, threads: int, outdir: Path) -> None:
         import keras
         import pandas as pd
 
-        from advfit.adversarial import craft_adversarial_set
+        from advfit.attacks.adversarial_sets import craft_adversarial_set
         from advfit.attacks import AttackSpec
-        from advfit.aggregate import collect_accuracy, summarise_accuracy, summarise_distances
+        from advfit.statistics.aggregate import collect_accuracy, summarise_accuracy, summarise_distances
         from advfit.config import load_config
-        from advfit.datasets import PooledData, read_dataset
-        from advfit.distances import perturbation_norms
-        from advfit.evaluation import evaluate_split
-        from advfit.models import build_model
-        from advfit.seeds import job_seed
-        from advfit.selection import best_epoch
-        from advfit.splits import make_splits
-        from advfit.layout import snapshot_name
-        from advfit.label_noise import training_labels
-        from advfit.training import train_regime
+        from advfit.data.datasets import PooledData, read_dataset
+        from advfit.evaluation.distances import perturbation_norms
+        from advfit.evaluation.snapshots import evaluate_split
+        from advfit.models.architectures import build_model
+        from advfit.runtime.seeds import job_seed
+        from advfit.statistics.selection import best_epoch
+        from advfit.data.splits import make_splits
+        from advfit.runtime.layout import snapshot_name
+        from advfit.models.label_noise import training_labels
+        from advfit.models.training import train_regime
 
     cfg = load_config(configfile)
     dataset, model_name = cfg["dataset"]["name"], cfg["model"]["name"]
@@ -146,7 +146,7 @@ def run(configfile: Path, threads: int, outdir: Path) -> None:
     metric_frames = []
     metric_spec = cfg.get("robustness_metrics")
     if metric_spec:
-        from advfit.snapshot_metrics import metric_sample, metrics_by_epoch
+        from advfit.evaluation.snapshot_metrics import metric_sample, metrics_by_epoch
 
         for regime in cfg["regimes"]:
             for i, split in enumerate(splits):
@@ -168,7 +168,7 @@ def run(configfile: Path, threads: int, outdir: Path) -> None:
     knn_frames = []
     knn_spec = cfg.get("knn")
     if knn_spec:
-        from advfit.knn_experiment import SplitKnn, craft_knn_adversarial_set, evaluate_knn_split
+        from advfit.knn.experiment import SplitKnn, craft_knn_adversarial_set, evaluate_knn_split
 
         for i, split in enumerate(splits):
             with phase("knn: index + test predictions"):
@@ -218,8 +218,8 @@ def run(configfile: Path, threads: int, outdir: Path) -> None:
         pd.DataFrame(set_rows).to_csv(tables / "adversarial_sets.csv", index=False)
         per_ae.to_csv(tables / "distances.csv", index=False)
         summarise_distances(per_ae).to_csv(tables / "distances_summary.csv", index=False)
-        from advfit import aggregate
-        from advfit.io import read_table
+        from advfit.statistics import aggregate
+        from advfit.runtime.io import read_table
 
         deltas = aggregate.delta_table(read_table(tables / "accuracy.csv"), best_table)
         tests = aggregate.delta_tests(deltas)
@@ -227,7 +227,7 @@ def run(configfile: Path, threads: int, outdir: Path) -> None:
         tests.to_csv(tables / "delta_tests.csv", index=False)
         knn_table = knn_tests = None
         if knn_frames:
-            from advfit.slopes import slope_analysis
+            from advfit.statistics.slopes import slope_analysis
 
             knn_table = pd.concat(knn_frames, ignore_index=True).sort_values(
                 ["dataset", "split", "eval_set", "attack", "k"], kind="stable")
@@ -242,7 +242,7 @@ def run(configfile: Path, threads: int, outdir: Path) -> None:
             metric_table.to_csv(tables / "robustness_metrics.csv", index=False)
 
     with phase("figures"):
-        from advfit import plots
+        from advfit.report import plots
 
         def figure(fig, name):  # PNG and SVG, as the workflow writes them
             plots.save_figure(fig, figures / f"{name}.png", figures / f"{name}.svg")

@@ -143,9 +143,9 @@ def trained_lenet(seed: int = 0, epochs: int = 15):
     import keras
     import numpy as np
 
-    from advfit.datasets import load_digits
-    from advfit.models import build_model
-    from advfit.training import compile_model
+    from advfit.data.datasets import load_digits
+    from advfit.models.architectures import build_model
+    from advfit.models.training import compile_model
 
     arrays = load_digits()
     keras.utils.set_random_seed(seed)

@@ -6,7 +6,7 @@ like an ``evaluate_snapshots`` job's (the 1797 digits plus 400 perturbed
 copies standing in for two adversarial sets: 2197 samples; ``--scale`` repeats
 it) with:
 
-- ``correctness_by_epoch``: advfit.evaluation's function, what the job runs;
+- ``correctness_by_epoch``: advfit.evaluation.snapshots's function, what the job runs;
 - ``load_weights + predict``: the plain loop over the same snapshot files;
 - ``predict``: ``model.predict`` alone (weights set from memory, untimed),
   the throughput the target is measured against;
@@ -43,10 +43,10 @@ def make_snapshots(folder: Path, epochs: int, seed: int):
     import keras
     import numpy as np
 
-    from advfit.datasets import PooledData, load_digits
-    from advfit.models import build_model
-    from advfit.layout import snapshot_name
-    from advfit.training import compile_model
+    from advfit.data.datasets import PooledData, load_digits
+    from advfit.models.architectures import build_model
+    from advfit.runtime.layout import snapshot_name
+    from advfit.models.training import compile_model
 
     data = PooledData(load_digits())
     keras.utils.set_random_seed(seed)
@@ -77,8 +77,8 @@ def main() -> None:
     import numpy as np
     import tensorflow as tf
 
-    from advfit.evaluation import correctness_by_epoch
-    from advfit.models import build_model
+    from advfit.evaluation.snapshots import correctness_by_epoch
+    from advfit.models.architectures import build_model
 
     folder = Path(tempfile.mkdtemp(prefix="advfit-bench-eval-"))
     snapshots, x1, y1 = make_snapshots(folder, args.epochs, args.seed)

@@ -59,7 +59,7 @@ def peak_rss_mib() -> float:
 
 def run_one(args_dict: dict, queue) -> None:
     """One algorithm in a fresh process: time, peak memory, neighbours, accuracy per K."""
-    from advfit.knn import NeighbourIndex, accuracy_by_k, odd_ks, vote
+    from advfit.knn.neighbours import NeighbourIndex, accuracy_by_k, odd_ks, vote
 
     a = argparse.Namespace(**args_dict)
     x_train, y_train, x_test, y_test = load_mnist(Path(a.data))

@@ -1,8 +1,8 @@
-"""Benchmark 5: cost per point of each robustness metric in advfit.metrics.
+"""Benchmark 5: cost per point of each robustness metric in advfit.evaluation.metrics.
 
 Trains the same fixed
 LeNet-5 as benchmarks/attacks.py (digits, seeded) and times every metric of
-``advfit.metrics.METRICS`` (CLEVER, loss sensitivity, empirical robustness,
+``advfit.evaluation.metrics.METRICS`` (CLEVER, loss sensitivity, empirical robustness,
 and whatever else is registered then) on correctly classified test points,
 at advfit's defaults and, where they differ, at the papers' values
 (``METRIC_PARAMS[...].paper``; CLEVER's paper batch of 1024 gradients per
@@ -58,8 +58,8 @@ def cifar_lenet(folder: str, seed: int, n_train: int = 5000, n_test: int = 1000)
     import keras
     import numpy as np
 
-    from advfit.datasets import PooledData, read_dataset
-    from advfit.models import build_model
+    from advfit.data.datasets import PooledData, read_dataset
+    from advfit.models.architectures import build_model
 
     keras.utils.set_random_seed(seed)
     data = PooledData(read_dataset({"name": "cifar10",
@@ -78,7 +78,7 @@ def clever_compare(args, info, account) -> None:
     """advfit's CLEVER against ART's, same points, same run."""
     import numpy as np
 
-    from advfit.metrics import clever_u
+    from advfit.evaluation.metrics import clever_u
 
     model, x_test, _, pool = lenet_and_pool(args.clever_points, args.seed)
     cases = [("digits lenet5", model, x_test[pool])]
@@ -133,7 +133,7 @@ def main() -> None:
     info, account = begin(args)
     import numpy as np
 
-    from advfit.metrics import METRIC_PARAMS, METRICS, run_metric
+    from advfit.evaluation.metrics import METRIC_PARAMS, METRICS, run_metric
 
     model, x_test, y_test, pool = lenet_and_pool(args.n, args.seed)
     print(f"metrics: {', '.join(METRICS)}; {args.threads} TensorFlow thread(s)", flush=True)

@@ -36,9 +36,9 @@ def main() -> None:
     sys.path.insert(0, str(_HERE))
     from metrics import cifar_lenet
 
-    from advfit.adversarial import predict_labels
+    from advfit.attacks.adversarial_sets import predict_labels
     from advfit.attacks import resolve_params, run_attack
-    from advfit.distances import perturbation_norms
+    from advfit.evaluation.distances import perturbation_norms
 
     model, x_correct = cifar_lenet(args.cifar, 0)
     x = x_correct[:args.n]

@@ -19,8 +19,8 @@ from pathlib import Path
 step, out = sys.argv[1], sys.argv[2]
 CIFAR = sys.argv[3] if len(sys.argv) > 3 else str(
     Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar-10-batches-py")
-from advfit import datasets
-from advfit.io import load_npz, save_npz
+from advfit.data import datasets
+from advfit.runtime.io import load_npz, save_npz
 new = hasattr(datasets, "load_prepared")
 if step == "prepare":
     arrays = datasets.read_dataset({"name": "cifar10"}, CIFAR)
@@ -29,7 +29,7 @@ if step == "prepare":
     save_npz(out + "/data.npz", **arrays)
 else:
     data = datasets.load_prepared(out + "/data.npz") if new else datasets.PooledData(load_npz(out + "/data.npz"))
-    from advfit.splits import make_splits
+    from advfit.data.splits import make_splits
     splits = make_splits(data, "kfold", 5, 0, 0.2)
     if step == "model":
         s = splits[0]

@@ -1,6 +1,6 @@
 """Benchmark 8: cost of the white-box view, per snapshot and attack.
 
-One white-box chunk (advfit.trajectory.attack_snapshot: a snapshot loaded,
+One white-box chunk (advfit.evaluation.trajectory.attack_snapshot: a snapshot loaded,
 its clean predictions, the attack on the points it gets right, the robust
 predictions, the distances) is timed for each attack on ``n`` test points, on
 digits (the fixed LeNet-5 of benchmarks/attacks.py) and on a real CIFAR-10
@@ -39,10 +39,10 @@ def cifar_lenet(seed: int):
     import keras
     import numpy as np
 
-    from advfit.datasets import read_dataset, take_subset
-    from advfit.models import build_model
-    from advfit.sources import resolve_local
-    from advfit.training import compile_model
+    from advfit.data.datasets import read_dataset, take_subset
+    from advfit.models.architectures import build_model
+    from advfit.data.sources import resolve_local
+    from advfit.models.training import compile_model
 
     copy = resolve_local("cifar10", CIFAR, verify=False)
     arrays = take_subset(read_dataset({"name": "cifar10"}, str(copy.folder)),
@@ -63,8 +63,8 @@ def measure(dataset: str, model, x_test, y_test, n: int, repeat: int) -> list[di
     import numpy as np
 
     from advfit.attacks import run_attack
-    from advfit.evaluation import predict_logits, traced_forward
-    from advfit.trajectory import attack_snapshot
+    from advfit.attacks.batching import predict_logits, traced_forward
+    from advfit.evaluation.trajectory import attack_snapshot
 
     snapshot = Path(tempfile.mkdtemp()) / "snapshot.weights.h5"
     model.save_weights(snapshot)

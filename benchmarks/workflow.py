@@ -59,7 +59,7 @@ IMPORT_PROBES = {
         "import snakemake.iocontainers, snakemake.logging",
     "import tensorflow": "import tensorflow",
     "import tensorflow, keras": "import tensorflow, keras",
-    "advfit.runtime.configure(1) (TF + Keras + thread set-up)":
+    "advfit.runtime.device.configure(1) (TF + Keras + thread set-up)":
         "from advfit import runtime; runtime.configure(1)",
     "import tensorflow, keras, cleverhans.tf2 attacks":
         "import tensorflow, keras; from cleverhans.tf2.attacks import fast_gradient_method, "
@@ -104,7 +104,7 @@ def read_done_in(workdir: Path, log: str) -> float | None:
 
 
 def read_warm_servers(workdir: Path, wait_s: float = 30.0) -> tuple[list[float], float]:
-    """Start-up seconds of every warm interpreter the run started (advfit.warm),
+    """Start-up seconds of every warm interpreter the run started (advfit.jobs.warm),
     and the CPU seconds they and their children used.
 
     They run in their own session, so the CPU account of this process does not

@@ -42,7 +42,7 @@ def default_config() -> dict:
 
 @pytest.fixture(scope="session")
 def digits():
-    from advfit.datasets import PooledData, load_dataset
+    from advfit.data.datasets import PooledData, load_dataset
 
     return PooledData(load_dataset("digits"))
 
@@ -53,8 +53,8 @@ def trained_lenet(digits, tmp_path_factory):
     from advfit import runtime
 
     runtime.configure(2, seed=0)
-    from advfit.models import build_model
-    from advfit.training import train_regime
+    from advfit.models.architectures import build_model
+    from advfit.models.training import train_regime
 
     snapshot_dir = tmp_path_factory.mktemp("snapshots")
     model = build_model("lenet5", digits.x.shape[1:], 10)

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from advfit.adversarial import choose_sources, craft_adversarial_set, predict_labels
+from advfit.attacks.adversarial_sets import choose_sources, craft_adversarial_set, predict_labels
 from advfit.attacks import AttackSpec, fgsm, pgd
-from advfit.layout import snapshot_name
+from advfit.runtime.layout import snapshot_name
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,7 @@ def small_digits():
     from advfit import runtime
 
     runtime.configure(1, seed=0)
-    from advfit.datasets import PooledData, load_dataset
+    from advfit.data.datasets import PooledData, load_dataset
 
     d = PooledData(load_dataset("digits"))
     return (d, d.take(d.official_train[:300]), d.take(d.official_train[300:400]),
@@ -37,8 +37,8 @@ def small_digits():
 def _train(small_digits, directory, regime, **kwargs):
     import keras
 
-    from advfit.models import build_model
-    from advfit.training import train_regime
+    from advfit.models.architectures import build_model
+    from advfit.models.training import train_regime
 
     d, train, validation, test = small_digits
     keras.utils.set_random_seed(kwargs.get("seed", 0))  # the same initial weights per seed
@@ -50,7 +50,7 @@ def _train(small_digits, directory, regime, **kwargs):
 # ---------------------------------------------------------------- the spec
 
 def test_resolve_spec_fills_defaults_and_names_the_bad_key():
-    from advfit.adversarial_training import resolve_spec
+    from advfit.models.adversarial_training import resolve_spec
 
     assert resolve_spec(AT) == {**AT, "fraction": 1.0, "rand_init": True}
     assert resolve_spec({**AT, "fraction": 0, "nb_iter": 2.0})["nb_iter"] == 2
@@ -65,7 +65,7 @@ def test_resolve_spec_fills_defaults_and_names_the_bad_key():
 
 
 def test_the_resume_fingerprint_changes_with_the_key_and_its_values():
-    from advfit.training import _fingerprint
+    from advfit.models.training import _fingerprint
 
     x = np.zeros((20, 8, 8, 1), np.float32)
     y = np.arange(20) % 10
@@ -88,7 +88,7 @@ def test_pgd_linf_is_cleverhans_pgd_and_stays_in_the_ball(trained_lenet, digits)
     import tensorflow as tf
     from cleverhans.tf2.attacks.projected_gradient_descent import projected_gradient_descent
 
-    from advfit.adversarial_training import pgd_linf
+    from advfit.models.adversarial_training import pgd_linf
 
     model, _, _ = trained_lenet
     x = tf.constant(digits.x[digits.official_test[:128]])
@@ -115,9 +115,9 @@ def test_pgd_linf_is_cleverhans_pgd_and_stays_in_the_ball(trained_lenet, digits)
 
 
 def test_train_epoch_crafts_the_rounded_fraction_of_every_batch(small_digits, tmp_path):
-    from advfit.adversarial_training import AdversarialTrainer
-    from advfit.models import build_model
-    from advfit.training import compile_model
+    from advfit.models.adversarial_training import AdversarialTrainer
+    from advfit.models.architectures import build_model
+    from advfit.models.training import compile_model
 
     d, (x, y), _, _ = small_digits  # 300 images: batches of 64, 64, 64, 64, 44
     model = build_model("lenet5", d.x.shape[1:], 10)
@@ -168,9 +168,9 @@ DRIVER = textwrap.dedent("""
         from advfit import runtime
 
         runtime.configure(1, seed=7)
-        from advfit.datasets import PooledData, load_dataset
-        from advfit.models import build_model
-        from advfit.training import train_regime
+        from advfit.data.datasets import PooledData, load_dataset
+        from advfit.models.architectures import build_model
+        from advfit.models.training import train_regime
 
         d = PooledData(load_dataset("digits"))
         train = d.take(d.official_train[:400])
@@ -222,8 +222,8 @@ def test_adversarial_training_killed_after_an_epoch_resumes_bit_identically(tmp_
 def test_the_optimizer_state_matters_to_an_adversarial_resume(small_digits, tmp_path):
     """Resuming with Adam's moments zeroed does not reproduce the run: the
     comparison above can tell a resume that forgets state."""
-    from advfit.io import load_npz, save_npz
-    from advfit.layout import state_name
+    from advfit.runtime.io import load_npz, save_npz
+    from advfit.runtime.layout import state_name
 
     regime = {**ADAM, "adversarial_training": AT}
     _train(small_digits, tmp_path / "whole", regime, seed=5)
@@ -255,8 +255,8 @@ def test_pgd_training_raises_white_box_pgd_robust_accuracy_at_the_last_epoch(dig
 
     runtime.configure(1, seed=0)
     from advfit.attacks import run_attack
-    from advfit.models import build_model
-    from advfit.training import train_regime
+    from advfit.models.architectures import build_model
+    from advfit.models.training import train_regime
 
     train = digits.take(digits.official_train[:1000])
     validation = digits.take(digits.official_train[1000:1200])
@@ -290,7 +290,7 @@ def test_the_workflow_trains_an_adversarial_regime_and_refuses_a_bad_one(tmp_pat
 
     from conftest import run_snakemake
 
-    from advfit.io import load_json, read_table
+    from advfit.runtime.io import load_json, read_table
 
     config = {
         "seed": 1, "dataset": {"name": "digits"}, "model": {"name": "lenet5"},

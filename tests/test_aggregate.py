@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from advfit.aggregate import delta_table, delta_tests, summarise_accuracy, summarise_distances
+from advfit.statistics.aggregate import delta_table, delta_tests, summarise_accuracy, summarise_distances
 
 
 def _table():

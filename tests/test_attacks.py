@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from advfit import attacks
-from advfit.adversarial import predict_labels
+from advfit.attacks.adversarial_sets import predict_labels
 from advfit.attacks import (ATTACK_DEFAULTS, ATTACK_PARAMS, ATTACKS, TARGETED, AttackSpec,
                             run_attack)
-from advfit.layout import snapshot_name
+from advfit.runtime.layout import snapshot_name
 
 N_SAMPLES = 30
 LINF = {

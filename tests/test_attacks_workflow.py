@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from advfit.io import array_to_meta, load_npz, read_table
+from advfit.runtime.io import array_to_meta, load_npz, read_table
 from conftest import run_snakemake
 
 ATTACKS = {

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from advfit import metrics
-from advfit.adversarial import predict_labels
-from advfit.clever import ball_noise, clever_u_fast
-from advfit.layout import snapshot_name
+from advfit.evaluation import metrics
+from advfit.attacks.adversarial_sets import predict_labels
+from advfit.evaluation.clever import ball_noise, clever_u_fast
+from advfit.runtime.layout import snapshot_name
 
 # Small but real: 20 points, pool 50 points, 100 maxima of 5 (ART: ~0.5 s a point).
 SETTINGS = {"nb_batches": 100, "batch_size": 5, "pool_factor": 10, "radius": 5.0, "norm": 2}
@@ -74,7 +74,7 @@ def test_ball_noise_is_uniform_in_the_ball(norm):
 
 
 def test_weibull_location_is_scipys_bit_for_bit():
-    from advfit.clever import weibull_location, weibull_location_scipy
+    from advfit.evaluation.clever import weibull_location, weibull_location_scipy
 
     rng = np.random.default_rng(5)
     for n_batches in (20, 100, 500):
@@ -86,7 +86,7 @@ def test_weibull_location_is_scipys_bit_for_bit():
 
 def test_traced_gradients_follow_reloaded_weights(trained_lenet, digits, points):
     """A metric job reloads each snapshot into one model: the cached trace must see them."""
-    from advfit.models import build_model
+    from advfit.models.architectures import build_model
 
     model, _, snapshot_dir = trained_lenet
     params = {**SETTINGS, "nb_batches": 30}

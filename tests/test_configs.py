@@ -60,8 +60,8 @@ def test_paper_000_configs_train_on_the_papers_sizes(path):
     from types import SimpleNamespace
 
     from advfit.config import validate_config
-    from advfit.datasets import DATASETS
-    from advfit.splits import make_splits
+    from advfit.data.datasets import DATASETS
+    from advfit.data.splits import make_splits
 
     raw = yaml.safe_load(path.read_text())
     # image_folder needs the user's folder to validate (planned in the test above)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from advfit.distances import perturbation_norms
+from advfit.evaluation.distances import perturbation_norms
 
 
 def test_grayscale_norms():

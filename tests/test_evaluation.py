@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from advfit.evaluation import accuracy_rows, evaluate_split
+from advfit.evaluation.snapshots import accuracy_rows, evaluate_split
 
 
 def test_accuracy_rows_count_and_handle_empty_sets():
@@ -18,9 +18,9 @@ def test_accuracy_rows_count_and_handle_empty_sets():
 
 
 def test_evaluate_split_invariants(trained_lenet, digits):
-    from advfit.adversarial import craft_adversarial_set
+    from advfit.attacks.adversarial_sets import craft_adversarial_set
     from advfit.attacks import AttackSpec
-    from advfit.layout import snapshot_name
+    from advfit.runtime.layout import snapshot_name
 
     model, _, snapshot_dir = trained_lenet
     split = {"train": digits.official_train[:1000], "validation": digits.official_train[1000:],
@@ -46,8 +46,8 @@ def test_evaluate_split_invariants(trained_lenet, digits):
 
 
 def test_traced_forward_gives_predicts_logits_exactly_and_follows_loaded_weights(trained_lenet, digits):
-    from advfit.evaluation import predict_logits, traced_forward
-    from advfit.layout import snapshot_name
+    from advfit.attacks.batching import predict_logits, traced_forward
+    from advfit.runtime.layout import snapshot_name
 
     model, _, snapshot_dir = trained_lenet
     forward = traced_forward(model)

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from advfit import formats
-from advfit.datasets import check_arrays
-from advfit.formats import FormatError, UnsafePickleError
+from advfit.data import formats
+from advfit.data.datasets import check_arrays
+from advfit.data.formats import FormatError, UnsafePickleError
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 MNIST_DIR = SHARED / "mnist"

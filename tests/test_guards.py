@@ -205,7 +205,7 @@ def test_a_yaml_error_in_the_default_config_names_file_and_line(tmp_path):
 # --- accuracy exactly 0 at M: enforced ------------------------------------------------------
 
 def test_logit_margins():
-    from advfit.adversarial import logit_margins
+    from advfit.attacks.adversarial_sets import logit_margins
 
     logits = np.array([[3.0, 1.0, 2.0], [1.0, 1.0, 0.0], [0.0, 5.0, 4.5]])
     y = np.array([0, 0, 0])
@@ -216,7 +216,7 @@ def test_logit_margins():
 
 @pytest.fixture(scope="module")
 def best_model(trained_lenet):
-    from advfit.layout import snapshot_name
+    from advfit.runtime.layout import snapshot_name
 
     model, history, snapshot_dir = trained_lenet
     model.load_weights(snapshot_dir / snapshot_name(3))
@@ -228,8 +228,8 @@ DEEPFOOL_AT_THE_BOUNDARY = AttackSpec.from_config("deepfool", {"overshoot": 0.0,
 
 def test_near_boundary_aes_are_kept_only_with_a_margin_as_evaluation_sees_them(best_model, digits):
     """DeepFool with no overshoot stops right on the boundary: the worst case."""
-    from advfit.adversarial import craft_adversarial_set, logit_margins
-    from advfit.evaluation import predict_logits, traced_forward
+    from advfit.attacks.adversarial_sets import craft_adversarial_set, logit_margins
+    from advfit.attacks.batching import predict_logits, traced_forward
 
     x_test, y_test = digits.take(digits.official_test)
     plain = craft_adversarial_set(best_model, x_test, y_test, digits.official_test,
@@ -256,8 +256,8 @@ def _split(digits):
 
 
 def test_the_guard_trips_on_a_set_that_is_not_at_zero(trained_lenet, digits):
-    from advfit.adversarial import predict_labels
-    from advfit.evaluation import InvariantError, evaluate_split
+    from advfit.attacks.adversarial_sets import predict_labels
+    from advfit.evaluation.snapshots import InvariantError, evaluate_split
 
     model, _, snapshot_dir = trained_lenet
     x_test, y_test = digits.take(digits.official_test)
@@ -273,8 +273,8 @@ def test_the_guard_trips_on_a_set_that_is_not_at_zero(trained_lenet, digits):
 
 
 def test_the_guard_stays_quiet_on_a_real_adversarial_set(trained_lenet, digits):
-    from advfit.adversarial import craft_adversarial_set
-    from advfit.evaluation import evaluate_split
+    from advfit.attacks.adversarial_sets import craft_adversarial_set
+    from advfit.evaluation.snapshots import evaluate_split
 
     model, _, snapshot_dir = trained_lenet
     x_test, y_test = digits.take(digits.official_test)
@@ -291,7 +291,7 @@ def test_the_guard_stays_quiet_on_a_real_adversarial_set(trained_lenet, digits):
 # --- paper 000: no validation set -----------------------------------------------------------
 
 def test_shuffle_splits_without_validation_keep_the_official_sizes(digits):
-    from advfit.splits import make_splits
+    from advfit.data.splits import make_splits
 
     splits = make_splits(digits, "shuffle", 3, seed=0, validation_fraction=0)
     for split in splits:
@@ -305,8 +305,8 @@ def test_training_without_validation_gives_nan_validation_columns(digits, tmp_pa
     from advfit import runtime
 
     runtime.configure(1, seed=0)
-    from advfit.models import build_model
-    from advfit.training import train_regime
+    from advfit.models.architectures import build_model
+    from advfit.models.training import train_regime
 
     model = build_model("lenet5", digits.x.shape[1:], 10)
     regime = {"optimizer": "adam", "learning_rate": 3e-3, "batch_size": 64, "epochs": 2}
@@ -319,7 +319,7 @@ def test_training_without_validation_gives_nan_validation_columns(digits, tmp_pa
 
 
 def test_knn_memorises_train_and_validation_when_asked(digits):
-    from advfit.knn_experiment import SplitKnn, training_index
+    from advfit.knn.experiment import SplitKnn, training_index
 
     split = _split(digits)
     both = training_index(split, "train_and_validation")
@@ -332,7 +332,7 @@ def test_knn_memorises_train_and_validation_when_asked(digits):
 def test_vote_tie_rule_reaches_the_classifier():
     from types import SimpleNamespace
 
-    from advfit.knn_experiment import SplitKnn
+    from advfit.knn.experiment import SplitKnn
 
     # Training points on a line: class 1 at 0, class 0 at 1 and 3, class 2 at 2.1.
     x = np.array([0.0, 1.0, 3.0, 2.1], np.float32).reshape(4, 1, 1, 1)
@@ -354,7 +354,7 @@ def test_delta_tests_state_and_honour_their_alternative():
     import pandas as pd
     from scipy import stats
 
-    from advfit.aggregate import delta_tests
+    from advfit.statistics.aggregate import delta_tests
 
     rows = [{"dataset": "d", "model": "m", "regime": "r", "split": s, "eval_set": e,
              "attack": a, "delta": d}
@@ -372,7 +372,7 @@ def test_delta_tests_state_and_honour_their_alternative():
 
 
 def test_slope_tests_state_and_honour_their_alternative():
-    from advfit.slopes import t_test
+    from advfit.statistics.slopes import t_test
 
     adversarial, fail = [2.0, 2.5, 3.1, 2.2], [1.0, 1.2, 1.1, 1.4]
     _, two, _ = t_test("paired", adversarial, fail)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from advfit.models import INCEPTION_V3_MIN_SIZE, build_model
+from advfit.models.architectures import INCEPTION_V3_MIN_SIZE, build_model
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +25,7 @@ def test_inception_v3_outputs_logits_for_the_classes(inception):
 
 
 def test_inception_v3_takes_a_training_step(inception):
-    from advfit.training import compile_model
+    from advfit.models.training import compile_model
 
     compile_model(inception, {"optimizer": "sgd", "learning_rate": 0.01})
     rng = np.random.default_rng(0)

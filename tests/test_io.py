@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from advfit.io import array_to_meta, atomic_path, load_npz, meta_to_array, save_npz
+from advfit.runtime.io import array_to_meta, atomic_path, load_npz, meta_to_array, save_npz
 
 
 def test_failed_write_leaves_no_file(tmp_path):
@@ -33,7 +33,7 @@ def test_object_arrays_are_not_unpickled(tmp_path):
 def test_read_table_keeps_text_and_reads_empty_cells_as_nan(tmp_path):
     import pandas as pd
 
-    from advfit.io import read_table, save_csv
+    from advfit.runtime.io import read_table, save_csv
 
     frame = pd.DataFrame({"eval_set": ["test", "adversarial"], "attack": ["none", "fgsm"],
                           "n": [10, 0], "accuracy": [0.5, float("nan")]})
@@ -47,7 +47,7 @@ def test_read_table_keeps_text_and_reads_empty_cells_as_nan(tmp_path):
 def test_atomic_writes_get_the_permissions_of_a_plain_open(tmp_path):
     import os
 
-    from advfit.io import save_json
+    from advfit.runtime.io import save_json
 
     old = os.umask(0o022)
     try:

@@ -6,7 +6,7 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from sklearn.neighbors import KNeighborsClassifier
 
-from advfit.knn import (NeighbourIndex, accuracy_by_k, accuracy_rows, attack_sources,
+from advfit.knn.neighbours import (NeighbourIndex, accuracy_by_k, accuracy_rows, attack_sources,
                         fail_subset, filter_adversarial_set, knn_predict_all_k,
                         nearest_neighbours, odd_ks, vote)
 

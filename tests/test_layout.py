@@ -1,11 +1,11 @@
-"""The run layout and table vocabulary (advfit.layout)."""
+"""The run layout and table vocabulary (advfit.runtime.layout)."""
 
 import pandas as pd
 
-from advfit.aggregate import collect_accuracy
-from advfit.layout import (EVAL_SETS, NO_ATTACK, epoch_of, eval_set_label, eval_set_rank,
+from advfit.statistics.aggregate import collect_accuracy
+from advfit.runtime.layout import (EVAL_SETS, NO_ATTACK, epoch_of, eval_set_label, eval_set_rank,
                            list_snapshots, list_states, snapshot_name, state_name)
-from advfit.plots import set_label, set_order
+from advfit.report.plots import set_label, set_order
 
 
 def test_snapshot_names_parse_back_past_epoch_999(tmp_path):

@@ -6,11 +6,11 @@ import logging
 import numpy as np
 import pytest
 
-from advfit import metrics
-from advfit.adversarial import predict_labels
+from advfit.evaluation import metrics
+from advfit.attacks.adversarial_sets import predict_labels
 from advfit.attacks import art_classifier, cw_l2, fgsm
-from advfit.metrics import METRIC_DEFAULTS, METRIC_PARAMS, METRICS
-from advfit.layout import snapshot_name
+from advfit.evaluation.metrics import METRIC_DEFAULTS, METRIC_PARAMS, METRICS
+from advfit.runtime.layout import snapshot_name
 
 N_CLEVER = 7  # with the fixture's model ART's fit diverges at point 6, seed 0
 
@@ -249,7 +249,7 @@ def test_run_metric_dispatches_and_summary_skips_nan(model, sample):
 
 
 def test_clever_repeats_keep_the_single_draw_and_add_a_spread(trained_lenet, sample):
-    from advfit.snapshot_metrics import metrics_by_epoch, repeat_seeds
+    from advfit.evaluation.snapshot_metrics import metrics_by_epoch, repeat_seeds
 
     model, _, snapshot_dir = trained_lenet
     snapshots = {3: snapshot_dir / snapshot_name(3)}

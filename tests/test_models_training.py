@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from advfit.models import build_model
-from advfit.layout import snapshot_name
+from advfit.models.architectures import build_model
+from advfit.runtime.layout import snapshot_name
 
 
 def test_lenet5_architecture_on_digits():
@@ -49,7 +49,7 @@ def test_snapshot_weights_differ_between_epochs(trained_lenet, digits):
 def test_same_seed_gives_bit_identical_snapshots(digits, tmp_path):
     import keras
 
-    from advfit.training import train_regime
+    from advfit.models.training import train_regime
 
     regime = {"optimizer": "adam", "learning_rate": 1e-3, "batch_size": 64, "epochs": 1}
     train = digits.take(digits.official_train[:400])
@@ -67,7 +67,7 @@ def test_same_seed_gives_bit_identical_snapshots(digits, tmp_path):
 # ---------------------------------------------------------------- label noise
 
 def test_noisy_labels_flips_exactly_the_rounded_fraction_each_to_another_class():
-    from advfit.label_noise import noisy_labels
+    from advfit.models.label_noise import noisy_labels
 
     y = np.repeat(np.arange(10), 96)  # 960 labels
     for fraction, expected in ((0.3, 288), (0.25, 240), (0.001, 1), (0.999, 959)):
@@ -86,7 +86,7 @@ def test_noisy_labels_flips_exactly_the_rounded_fraction_each_to_another_class()
 
 
 def test_noisy_labels_is_deterministic_and_pure():
-    from advfit.label_noise import noisy_labels
+    from advfit.models.label_noise import noisy_labels
 
     y = np.random.default_rng(0).integers(0, 10, 500)
     before = y.copy()
@@ -97,7 +97,7 @@ def test_noisy_labels_is_deterministic_and_pure():
 
 
 def test_noisy_labels_zero_is_unchanged_and_bad_fractions_are_refused():
-    from advfit.label_noise import noisy_labels
+    from advfit.models.label_noise import noisy_labels
 
     y = np.arange(10)
     same = noisy_labels(y, 0, 10, seed=1)
@@ -111,8 +111,8 @@ def test_noisy_labels_zero_is_unchanged_and_bad_fractions_are_refused():
 
 
 def test_training_labels_file_round_trip_and_refusals(tmp_path):
-    from advfit.label_noise import load_training_labels, save_training_labels, training_labels
-    from advfit.seeds import job_seed
+    from advfit.models.label_noise import load_training_labels, save_training_labels, training_labels
+    from advfit.runtime.seeds import job_seed
 
     y = np.repeat(np.arange(10), 50)
     index = np.arange(1000, 1500)
@@ -142,8 +142,8 @@ def test_training_labels_file_round_trip_and_refusals(tmp_path):
 
 
 def test_label_noise_is_part_of_the_resume_fingerprint():
-    from advfit.label_noise import noisy_labels
-    from advfit.training import _fingerprint
+    from advfit.models.label_noise import noisy_labels
+    from advfit.models.training import _fingerprint
 
     x = np.zeros((20, 8, 8, 1), np.float32)
     y = np.arange(20) % 10
@@ -159,9 +159,9 @@ def test_train_regime_trains_on_the_given_labels_and_checks_them(digits, tmp_pat
     """The regime's noise cannot be forgotten: a noisy regime without its labels, or labels
     with the wrong number of flips, are refused."""
     from advfit import runtime
-    from advfit.label_noise import training_labels
-    from advfit.models import build_model
-    from advfit.training import train_regime
+    from advfit.models.label_noise import training_labels
+    from advfit.models.architectures import build_model
+    from advfit.models.training import train_regime
 
     runtime.configure(1, seed=0)
     train = digits.take(digits.official_train[:300])

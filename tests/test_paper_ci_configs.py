@@ -17,7 +17,7 @@ import pytest
 import yaml
 from scipy import stats
 
-from advfit.io import load_npz, read_table
+from advfit.runtime.io import load_npz, read_table
 from conftest import ROOT, SHARED_DATA, run_snakemake
 
 pytestmark = [

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from advfit import plots
+from advfit.report import plots
 
 
 def _accuracy(best_epochs: dict[tuple[str, int], int], epochs: int = 5):

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from advfit.datasets import PooledData
-from advfit.io import array_to_meta, load_json, load_npz, read_table
+from advfit.data.datasets import PooledData
+from advfit.runtime.io import array_to_meta, load_json, load_npz, read_table
 
 from conftest import ROOT, run_snakemake
 
@@ -232,7 +232,7 @@ def untrained(digits):
     from advfit import runtime
 
     runtime.configure(1, seed=0)
-    from advfit.models import build_model
+    from advfit.models.architectures import build_model
 
     return build_model("lenet5", digits.x.shape[1:], 10)
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from advfit.datasets import (PooledData, load_digits, load_prepared, prepared_arrays,
+from advfit.data.datasets import (PooledData, load_digits, load_prepared, prepared_arrays,
                              read_dataset)
-from advfit.io import save_npz
+from advfit.runtime.io import save_npz
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 

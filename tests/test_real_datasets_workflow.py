@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from advfit.io import load_npz, read_table
+from advfit.runtime.io import load_npz, read_table
 from conftest import SHARED_DATA, run_snakemake
 
 pytestmark = [

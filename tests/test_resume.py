@@ -32,9 +32,9 @@ DRIVER = textwrap.dedent("""
         from advfit import runtime
 
         runtime.configure(1, seed=7)
-        from advfit.datasets import PooledData, load_dataset
-        from advfit.models import build_model
-        from advfit.training import train_regime
+        from advfit.data.datasets import PooledData, load_dataset
+        from advfit.models.architectures import build_model
+        from advfit.models.training import train_regime
 
         d = PooledData(load_dataset("digits"))
         train = d.take(d.official_train[:800])
@@ -108,15 +108,15 @@ def small_digits():
     from advfit import runtime
 
     runtime.configure(1, seed=0)
-    from advfit.datasets import PooledData, load_dataset
+    from advfit.data.datasets import PooledData, load_dataset
 
     d = PooledData(load_dataset("digits"))
     return d, d.take(d.official_train[:300]), d.take(d.official_train[300:400]), d.take(d.official_test[:100])
 
 
 def _train(small_digits, directory, regime, **kwargs):
-    from advfit.models import build_model
-    from advfit.training import train_regime
+    from advfit.models.architectures import build_model
+    from advfit.models.training import train_regime
 
     d, train, validation, test = small_digits
     model = build_model("lenet5", d.x.shape[1:], 10)
@@ -130,8 +130,8 @@ ADAM = {"optimizer": "adam", "learning_rate": 0.01, "batch_size": 32, "epochs": 
 def test_the_optimizer_state_matters_to_the_resume(small_digits, tmp_path):
     """Resuming without Adam's moments (what restoring only the weights would
     do) does not reproduce the run: the comparison above can tell."""
-    from advfit.io import load_npz, save_npz
-    from advfit.layout import state_name
+    from advfit.runtime.io import load_npz, save_npz
+    from advfit.runtime.layout import state_name
 
     _train(small_digits, tmp_path / "whole", ADAM, seed=5)
     _train(small_digits, tmp_path / "cut", ADAM, seed=5, stop_after=1)
@@ -151,7 +151,7 @@ def test_the_optimizer_state_matters_to_the_resume(small_digits, tmp_path):
 def test_a_changed_regime_or_seed_starts_afresh_and_fewer_epochs_reuse(small_digits, tmp_path, caplog):
     import logging
 
-    from advfit.layout import snapshot_name
+    from advfit.runtime.layout import snapshot_name
 
     caplog.set_level(logging.INFO, logger="advfit")
     directory = tmp_path / "run"

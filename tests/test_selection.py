@@ -1,8 +1,8 @@
 import pandas as pd
 import pytest
 
-from advfit.selection import best_epoch
-from advfit.seeds import job_seed
+from advfit.statistics.selection import best_epoch
+from advfit.runtime.seeds import job_seed
 
 
 def _history():

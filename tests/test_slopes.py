@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from advfit.slopes import SLOPE_COLUMNS, TEST_COLUMNS, slope, slope_analysis, slopes_table, t_test
+from advfit.statistics.slopes import SLOPE_COLUMNS, TEST_COLUMNS, slope, slope_analysis, slopes_table, t_test
 
 KS = [1, 3, 5, 7]
 

@@ -19,8 +19,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from advfit import formats, sources
-from advfit.sources import (ArchiveError, Checksum, ChecksumError, DatasetSource, Download,
+from advfit.data import formats
+
+from advfit.data import sources
+from advfit.data.sources import (ArchiveError, Checksum, ChecksumError, DatasetSource, Download,
                             DownloadError, KnownFile)
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from advfit.datasets import DIGITS_TEST_SIZE, PooledData, load_dataset
-from advfit.splits import make_splits
+from advfit.data.datasets import DIGITS_TEST_SIZE, PooledData, load_dataset
+from advfit.data.splits import make_splits
 
 
 def _class_shares(y):

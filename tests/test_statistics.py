@@ -1,4 +1,4 @@
-"""advfit.statistics and advfit.paired against scipy, statsmodels and hand-computed values."""
+"""advfit.statistics.inference and advfit.statistics.paired against scipy, statsmodels and hand-computed values."""
 
 import math
 
@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from advfit import statistics as st
-from advfit.paired import check_against_accuracy, combine_splits, split_rows
+from advfit.statistics import inference as st
+from advfit.statistics.paired import check_against_accuracy, combine_splits, split_rows
 
 
 def test_t_interval_matches_the_textbook_formula():
@@ -191,7 +191,7 @@ def _accuracy_table():
 
 
 def test_accuracy_summary_gains_t_columns_and_keeps_its_own():
-    from advfit.aggregate import accuracy_intervals, summarise_accuracy
+    from advfit.statistics.aggregate import accuracy_intervals, summarise_accuracy
 
     table = _accuracy_table()
     summary = summarise_accuracy(table, 0.9)
@@ -209,7 +209,7 @@ def test_accuracy_summary_gains_t_columns_and_keeps_its_own():
 
 
 def test_distance_summary_gets_seeded_bootstrap_bounds():
-    from advfit.aggregate import summarise_distances
+    from advfit.statistics.aggregate import summarise_distances
 
     rng = np.random.default_rng(2)
     per_ae = pd.DataFrame({"dataset": "d", "model": "m", "regime": "r",
@@ -223,7 +223,7 @@ def test_distance_summary_gets_seeded_bootstrap_bounds():
 
 
 def test_delta_tests_carry_effect_power_and_holm():
-    from advfit.aggregate import delta_tests
+    from advfit.statistics.aggregate import delta_tests
 
     deltas = pd.DataFrame({
         "dataset": "d", "model": "m", "regime": "r", "split": [0, 1, 2] * 3,

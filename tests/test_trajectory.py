@@ -8,7 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from advfit import trajectory, views
+from advfit.evaluation import trajectory
+
+from advfit.statistics import views
 
 
 def test_chosen_epochs_always_hold_best_and_last():
@@ -47,7 +49,7 @@ def test_chunks_are_read_back_only_with_the_same_stamp(tmp_path):
 
 @pytest.fixture(scope="module")
 def snapshots(trained_lenet):
-    from advfit.layout import list_snapshots
+    from advfit.runtime.layout import list_snapshots
 
     model, _, snapshot_dir = trained_lenet
     return model, list_snapshots(snapshot_dir)
@@ -88,7 +90,7 @@ def test_robust_accuracy_never_exceeds_clean_and_pgd_beats_fgsm(snapshots, point
         assert pgd["robust"].mean() <= fgsm["robust"].mean(), epoch
         row = trajectory.whitebox_row(epoch, pgd)
         assert row["robust_accuracy"] <= row["clean_accuracy"]
-        from advfit.statistics import wilson_interval
+        from advfit.statistics.inference import wilson_interval
         assert (row["robust_wilson_low"], row["robust_wilson_high"]) == \
             wilson_interval(int(pgd["robust"].sum()), len(y), 0.95)
         assert row["n_success"] == row["n_attacked"] - int(pgd["robust"].sum())
@@ -123,9 +125,9 @@ def test_a_resumed_sweep_gives_the_same_numbers(snapshots, points, tmp_path):
 
 
 def test_transfer_row_at_m_reproduces_the_adversarial_set(snapshots, digits, trained_lenet):
-    from advfit.adversarial import craft_adversarial_set
+    from advfit.attacks.adversarial_sets import craft_adversarial_set
     from advfit.attacks import AttackSpec
-    from advfit.evaluation import evaluate_split
+    from advfit.evaluation.snapshots import evaluate_split
 
     model, paths = snapshots
     _, _, snapshot_dir = trained_lenet

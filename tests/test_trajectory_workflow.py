@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from advfit.io import read_table
+from advfit.runtime.io import read_table
 
 from conftest import ROOT, run_snakemake
 

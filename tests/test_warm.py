@@ -1,4 +1,4 @@
-"""Warm interpreters (advfit.warm): jobs forked from a process with TensorFlow imported.
+"""Warm interpreters (advfit.jobs.warm): jobs forked from a process with TensorFlow imported.
 
 Real servers, real forks, real signals: a script file stands in for a rule
 script (Snakemake runs ``python <script>``); its first lines call handoff().
@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from advfit import warm
+from advfit.jobs import warm
 
-SCRIPT_HEAD = "from advfit.warm import handoff\nhandoff()\n"
+SCRIPT_HEAD = "from advfit.jobs.warm import handoff\nhandoff()\n"
 
 
 def _env(**extra) -> dict:
@@ -67,7 +67,7 @@ def _report(folder: Path, script: Path, timeout: float = 120, **env):
 
 REPORT = """
 import json, os, sys
-from advfit import warm
+from advfit.jobs import warm
 report = {"pid": os.getpid(), "in_worker": warm.IN_WORKER, "fallback": warm.FALLBACK_REASON,
           "cwd": os.getcwd(), "argv": sys.argv, "marker": os.environ.get("MARKER"),
           "tf_loaded": "tensorflow" in sys.modules}
@@ -175,3 +175,89 @@ def test_stop_ends_the_warm_interpreter(tmp_path):
     assert warm.stop_servers(str(tmp_path)) == 1
     assert _wait_gone(pid, 10), "the warm interpreter did not exit when asked to stop"
     assert not record.exists()
+
+
+BUSY = """
+from advfit.jobs import job_log
+with job_log("results/logs/demo/busy.log"):
+    import numpy as np
+    a = np.random.default_rng(0).random((256, 256))
+    for _ in range(300):
+        a = np.tanh(a @ a)
+"""
+HEADER = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time"
+
+
+def _snakemake_benchmark(folder: Path) -> Path:
+    """What Snakemake writes after the job: the waiting process's small figures."""
+    tsv = folder / "results/benchmarks/demo/busy.tsv"
+    tsv.parent.mkdir(parents=True, exist_ok=True)
+    tsv.write_text(HEADER + "\n4.00\t0:00:04\t31.50\t120.00\t20.00\t22.00\t0.00\t0.01\t1.00\t0.04\n")
+    return tsv
+
+
+def test_benchmark_files_get_the_childs_own_figures(folder):
+    script = _script(folder, "busy", BUSY)
+    done = _run(folder, script, timeout=300)
+    assert done.returncode == 0, done.stderr
+    log_text = (folder / "results/logs/demo/busy.log").read_text()
+    assert "warm interpreter child: peak RSS" in log_text
+    records = list((folder / warm.USAGE_DIR).glob("*.json"))
+    assert len(records) == 1
+    record = json.loads(records[0].read_text())
+    tsv = _snakemake_benchmark(folder)
+    assert warm.correct_benchmarks(str(folder)) == 1
+    assert not list((folder / warm.USAGE_DIR).glob("*.json"))  # consumed
+    header, row = tsv.read_text().splitlines()
+    row = dict(zip(header.split("\t"), row.split("\t")))
+    assert row["s"] == "4.00" and row["h:m:s"] == "0:00:04"  # the wall time stays Snakemake's
+    assert float(row["cpu_time"]) == pytest.approx(record["cpu_time"], abs=0.01)
+    assert float(row["cpu_time"]) > 0.2  # the matrix products ran in the child
+    assert float(row["max_rss"]) > 200  # TensorFlow and the rest are mapped in the child
+    assert float(row["mean_load"]) == pytest.approx(100 * record["cpu_time"] / 4, abs=0.01)
+    assert row["max_vms"] == row["max_uss"] == row["max_pss"] == "NA"
+
+
+def test_benchmark_correction_leaves_other_runs_files_alone(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(warm, "IN_WORKER", True)
+    warm.record_usage("results/logs/demo/busy.log")
+    warm.record_usage("elsewhere/busy.log")  # not a rule log: no record
+    assert len(list((tmp_path / warm.USAGE_DIR).glob("*.json"))) == 1
+    tsv = _snakemake_benchmark(tmp_path)
+    later = time.time() + 2 * warm.BENCHMARK_WINDOW_S  # rewritten by a later run, cold
+    os.utime(tsv, (later, later))
+    before = tsv.read_text()
+    assert warm.correct_benchmarks(str(tmp_path)) == 0 and tsv.read_text() == before
+    assert not list((tmp_path / warm.USAGE_DIR).glob("*.json"))
+    assert warm.benchmark_path("results/logs/a/b/train_model.log") == (
+        "results/benchmarks/a/b/train_model.tsv")
+    monkeypatch.setattr(warm, "IN_WORKER", False)  # a job in its own process records nothing
+    warm.record_usage("results/logs/demo/busy.log")
+    assert not list((tmp_path / warm.USAGE_DIR).glob("*.json"))
+
+
+def test_every_benchmarked_rule_keeps_its_log_and_benchmark_side_by_side():
+    """correct_benchmarks finds a job's benchmark file from its log path."""
+    import re
+
+    rules = Path(__file__).resolve().parents[1] / "workflow" / "rules"
+    constants = dict(re.findall(r'^(\w+_(?:LOG|BENCH)) = "([^"]+)"', (rules / "common.smk")
+                                .read_text(), re.M))
+    assert {"RUN_LOG", "RUN_BENCH", "KNN_LOG", "KNN_BENCH"} <= set(constants)
+
+    def fill(pattern):
+        return re.sub(r"\{(\w+_(?:LOG|BENCH))\}", lambda m: constants[m.group(1)], pattern)
+
+    found = 0
+    for smk in rules.glob("*.smk"):
+        for block in re.split(r"\nrule ", smk.read_text()):
+            bench = re.search(r'benchmark:\n\s+f?"([^"]+)"', block)
+            if not bench:
+                continue
+            log = re.search(r'log:\n\s+f?"([^"]+)"', block)
+            assert log, f"{smk.name}: a rule with benchmark but no log"
+            assert warm.benchmark_path(fill(log.group(1))) == fill(bench.group(1)), (
+                block.split("\n")[0])
+            found += 1
+    assert found >= 8

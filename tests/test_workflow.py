@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from advfit.io import load_npz, read_table
+from advfit.runtime.io import load_npz, read_table
 
 from conftest import run_snakemake
 
@@ -104,11 +104,11 @@ def test_label_noise_is_recorded_and_the_train_rows_use_the_trained_labels(tiny_
     from advfit import runtime
 
     runtime.configure(1)
-    from advfit.datasets import PooledData
-    from advfit.io import file_sha256, load_json
-    from advfit.label_noise import load_training_labels
-    from advfit.layout import snapshot_name
-    from advfit.models import build_model
+    from advfit.data.datasets import PooledData
+    from advfit.runtime.io import file_sha256, load_json
+    from advfit.models.label_noise import load_training_labels
+    from advfit.runtime.layout import snapshot_name
+    from advfit.models.architectures import build_model
 
     data = PooledData(load_npz(tiny_run / "results/digits/data.npz"))
     table = read_table(tiny_run / "results/tables/accuracy.csv")
@@ -237,7 +237,7 @@ def test_bad_config_fails_before_any_job(tmp_path):
 @pytest.mark.e2e
 def test_paired_tests_rest_on_the_counts_of_the_accuracy_table(tiny_run):
     """McNemar's counts come from the per-example correctness that gives accuracy.csv."""
-    from advfit.paired import check_against_accuracy
+    from advfit.statistics.paired import check_against_accuracy
 
     accuracy = read_table(tiny_run / "results/tables/accuracy.csv")
     best = read_table(tiny_run / "results/tables/best_snapshots.csv")

@@ -16,9 +16,9 @@ from typing import Any
 import yaml
 from jsonschema import Draft202012Validator
 
-from .datasets import BUILT_IN, dataset_info
-from .plugin_check import plugin_problems
-from .sources import local_folder
+from advfit.data.datasets import BUILT_IN, dataset_info
+from advfit.plugin_check import plugin_problems
+from advfit.data.sources import local_folder
 
 SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
 

@@ -19,9 +19,9 @@ CHECK_TIMEOUT_S = 600
 
 
 def plugin_problems(config: dict, image_shape, n_classes: int) -> list[str]:
-    from .attacks.spec import PLUGIN
-    from .models import BUILDER_KEY, CUSTOM
-    from .plugins import PluginError, source_path
+    from advfit.attacks.spec import PLUGIN
+    from advfit.models.architectures import BUILDER_KEY, CUSTOM
+    from advfit.runtime.plugins import PluginError, source_path
 
     request = {"model": None, "attacks": {}, "input_shape": list(image_shape),
                "n_classes": int(n_classes)}
@@ -67,8 +67,8 @@ def check(request: dict) -> list[str]:
 def model_problems(spec: dict, input_shape: tuple, n_classes: int) -> list[str]:
     import numpy as np
 
-    from .models import BUILDER_KEY, build_custom
-    from .plugins import PluginError, load_callable
+    from advfit.models.architectures import BUILDER_KEY, build_custom
+    from advfit.runtime.plugins import PluginError, load_callable
 
     try:
         builder = load_callable(spec["builder"], BUILDER_KEY)
@@ -126,8 +126,8 @@ def smallest_input(builder, input_shape, n_classes, params) -> int | None:
 
 
 def attack_problems(name: str, entry: dict) -> list[str]:
-    from .attacks.plugin import check_signature
-    from .plugins import PluginError, load_callable
+    from advfit.attacks.plugin import check_signature
+    from advfit.runtime.plugins import PluginError, load_callable
 
     key = f"attacks.{name}.function"
     try:

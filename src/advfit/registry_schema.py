@@ -2,7 +2,7 @@
 
 The parameters of every attack and metric are described once, in
 ``advfit.attacks`` (each attack's ``@attack`` declaration) and
-``advfit.metrics.METRIC_PARAMS``; the
+``advfit.evaluation.metrics.METRIC_PARAMS``; the
 config schema's ``$defs.attack`` and ``$defs.robustness_metric_set`` are
 generated from them (``python -m advfit.registry_schema`` prints them) and a
 test keeps the schema file in sync.
@@ -34,7 +34,7 @@ def param_schema(param) -> dict:
 
 
 def attack_defs() -> dict:
-    from .attacks import ATTACK_PARAMS, PLUGIN, TARGETED
+    from advfit.attacks import ATTACK_PARAMS, PLUGIN, TARGETED
 
     branches = []
     for method, params in ATTACK_PARAMS.items():
@@ -67,7 +67,7 @@ PLUGIN_PROPERTIES = {
 
 
 def metric_defs() -> dict:
-    from .metrics import METRIC_PARAMS
+    from advfit.evaluation.metrics import METRIC_PARAMS
 
     return {
         "type": "object", "additionalProperties": False, "minProperties": 1,

@@ -1,8 +1,8 @@
 from snakemake.utils import validate
 
 from advfit.config import ConfigError, check_config, check_schema
-from advfit.datasets import PREPARED_LAYOUT
-from advfit.plugins import attack_sources, model_source
+from advfit.data.datasets import PREPARED_LAYOUT
+from advfit.runtime.plugins import attack_sources, model_source
 
 # Validate before any job is scheduled, in three steps: (1) every structural
 # problem at once, each naming its key (NaN and inf too); (2) the schema's
@@ -48,10 +48,12 @@ wildcard_constraints:
 
 
 def stop_warm_interpreters():
-    """Ask this directory's warm interpreters to exit (else they idle out)."""
-    from advfit.warm import stop_servers
+    """Ask this directory's warm interpreters to exit (else they idle out), and put
+    the figures of the jobs they ran into those jobs' benchmark files."""
+    from advfit.jobs.warm import correct_benchmarks, stop_servers
 
     stop_servers()
+    correct_benchmarks()
 
 
 def dataset_source_input():

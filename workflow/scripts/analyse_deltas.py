@@ -3,8 +3,8 @@ from advfit.jobs import job_log
 with job_log(snakemake.log[0]) as log:
     import pandas as pd
 
-    from advfit.aggregate import delta_table, delta_tests
-    from advfit.io import read_table, save_csv
+    from advfit.statistics.aggregate import delta_table, delta_tests
+    from advfit.runtime.io import read_table, save_csv
 
     table = read_table(snakemake.input.accuracy)
     best = pd.read_csv(snakemake.input.best)

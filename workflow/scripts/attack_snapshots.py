@@ -1,6 +1,6 @@
 # A model job: hand this script to the run's warm interpreter, which has
-# TensorFlow imported already (advfit.warm); it continues here otherwise.
-from advfit.warm import handoff
+# TensorFlow imported already (advfit.jobs.warm); it continues here otherwise.
+from advfit.jobs.warm import handoff
 
 handoff()
 
@@ -11,7 +11,7 @@ with job_log(snakemake.log[0]) as log:
     from pathlib import Path
 
     from advfit import runtime
-    from advfit.seeds import job_seed
+    from advfit.runtime.seeds import job_seed
 
     w = snakemake.wildcards
     device = runtime.configure(snakemake.threads)
@@ -19,14 +19,14 @@ with job_log(snakemake.log[0]) as log:
     import keras
     import pandas as pd
 
-    from advfit.adversarial import target_labels
+    from advfit.attacks.adversarial_sets import target_labels
     from advfit.attacks import AttackSpec, craft
-    from advfit.datasets import load_prepared
-    from advfit.io import load_json, load_npz, meta_to_array, save_csv, save_npz, versions
-    from advfit.models import build_model
-    from advfit.trajectory import (attack_snapshot, chosen_epochs, chunked, fingerprint,
+    from advfit.data.datasets import load_prepared
+    from advfit.runtime.io import load_json, load_npz, meta_to_array, save_csv, save_npz, versions
+    from advfit.models.architectures import build_model
+    from advfit.evaluation.trajectory import (attack_snapshot, chosen_epochs, chunked, fingerprint,
                                    point_sample, stack_chunks, whitebox_row)
-    from advfit.layout import list_snapshots
+    from advfit.runtime.layout import list_snapshots
 
     spec = snakemake.params.spec
     data = load_prepared(snakemake.input.data)

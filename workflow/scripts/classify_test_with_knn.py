@@ -1,9 +1,9 @@
 from advfit.jobs import job_log
 
 with job_log(snakemake.log[0]) as log:
-    from advfit.datasets import load_prepared
-    from advfit.io import load_npz, meta_to_array, save_npz, versions
-    from advfit.knn_experiment import SplitKnn, predictions_to_arrays
+    from advfit.data.datasets import load_prepared
+    from advfit.runtime.io import load_npz, meta_to_array, save_npz, versions
+    from advfit.knn.experiment import SplitKnn, predictions_to_arrays
 
     spec = snakemake.params.knn
     data = load_prepared(snakemake.input.data)

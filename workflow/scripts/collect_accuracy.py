@@ -3,8 +3,8 @@ from advfit.jobs import job_log
 with job_log(snakemake.log[0]) as log:
     import pandas as pd
 
-    from advfit.aggregate import accuracy_intervals, collect_accuracy, summarise_accuracy
-    from advfit.io import read_table, load_json, save_csv
+    from advfit.statistics.aggregate import accuracy_intervals, collect_accuracy, summarise_accuracy
+    from advfit.runtime.io import read_table, load_json, save_csv
 
     table = collect_accuracy([read_table(p) for p in snakemake.input.accuracy])
     log.info("%d accuracy rows", len(table))

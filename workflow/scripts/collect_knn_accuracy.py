@@ -3,8 +3,8 @@ from advfit.jobs import job_log
 with job_log(snakemake.log[0]) as log:
     import pandas as pd
 
-    from advfit.io import read_table, save_csv
-    from advfit.slopes import slope_analysis
+    from advfit.runtime.io import read_table, save_csv
+    from advfit.statistics.slopes import slope_analysis
 
     table = pd.concat([read_table(p) for p in snakemake.input],
                       ignore_index=True)

@@ -1,6 +1,6 @@
 # A model job: hand this script to the run's warm interpreter, which has
-# TensorFlow imported already (advfit.warm); it continues here otherwise.
-from advfit.warm import handoff
+# TensorFlow imported already (advfit.jobs.warm); it continues here otherwise.
+from advfit.jobs.warm import handoff
 
 handoff()
 
@@ -10,7 +10,7 @@ with job_log(snakemake.log[0]) as log:
     from pathlib import Path
 
     from advfit import runtime
-    from advfit.seeds import job_seed
+    from advfit.runtime.seeds import job_seed
 
     w = snakemake.wildcards
     # One sample of test points per dataset: the same points for every split
@@ -20,11 +20,11 @@ with job_log(snakemake.log[0]) as log:
 
     import pandas as pd
 
-    from advfit.datasets import load_prepared
-    from advfit.io import load_npz, save_csv
-    from advfit.layout import list_snapshots
-    from advfit.models import build_model
-    from advfit.snapshot_metrics import metric_sample, metrics_by_epoch
+    from advfit.data.datasets import load_prepared
+    from advfit.runtime.io import load_npz, save_csv
+    from advfit.runtime.layout import list_snapshots
+    from advfit.models.architectures import build_model
+    from advfit.evaluation.snapshot_metrics import metric_sample, metrics_by_epoch
 
     spec = snakemake.params.spec
     data = load_prepared(snakemake.input.data)

@@ -1,6 +1,6 @@
 # A model job: hand this script to the run's warm interpreter, which has
-# TensorFlow imported already (advfit.warm); it continues here otherwise.
-from advfit.warm import handoff
+# TensorFlow imported already (advfit.jobs.warm); it continues here otherwise.
+from advfit.jobs.warm import handoff
 
 handoff()
 
@@ -10,17 +10,17 @@ with job_log(snakemake.log[0]) as log:
     from pathlib import Path
 
     from advfit import runtime
-    from advfit.seeds import job_seed
+    from advfit.runtime.seeds import job_seed
 
     w = snakemake.wildcards
     seed = job_seed(snakemake.params.seed, w.dataset, w.model, w.regime, w.split, w.attack)
     device = runtime.configure(snakemake.threads, seed=seed)
 
-    from advfit.adversarial import craft_adversarial_set
+    from advfit.attacks.adversarial_sets import craft_adversarial_set
     from advfit.attacks import AttackSpec
-    from advfit.datasets import load_prepared
-    from advfit.io import load_json, load_npz, meta_to_array, save_npz, versions
-    from advfit.models import build_model
+    from advfit.data.datasets import load_prepared
+    from advfit.runtime.io import load_json, load_npz, meta_to_array, save_npz, versions
+    from advfit.models.architectures import build_model
 
     data = load_prepared(snakemake.input.data)
     test_index = load_npz(snakemake.input.split)["test"]

@@ -3,9 +3,9 @@ from advfit.jobs import job_log
 with job_log(snakemake.log[0]) as log:
     import pandas as pd
 
-    from advfit.datasets import load_prepared
-    from advfit.io import load_npz, meta_to_array, save_csv, save_npz
-    from advfit.knn_experiment import SplitKnn, arrays_to_predictions, evaluate_knn_split
+    from advfit.data.datasets import load_prepared
+    from advfit.runtime.io import load_npz, meta_to_array, save_csv, save_npz
+    from advfit.knn.experiment import SplitKnn, arrays_to_predictions, evaluate_knn_split
 
     spec = snakemake.params.knn
     data = load_prepared(snakemake.input.data)

@@ -1,6 +1,6 @@
 # A model job: hand this script to the run's warm interpreter, which has
-# TensorFlow imported already (advfit.warm); it continues here otherwise.
-from advfit.warm import handoff
+# TensorFlow imported already (advfit.jobs.warm); it continues here otherwise.
+from advfit.jobs.warm import handoff
 
 handoff()
 
@@ -13,10 +13,10 @@ with job_log(snakemake.log[0]) as log:
 
     import pandas as pd
 
-    from advfit.datasets import load_prepared
-    from advfit.evaluation import check_zero_at_best, evaluate_split
-    from advfit.io import load_json, load_npz, meta_to_array, save_csv, save_npz
-    from advfit.label_noise import load_training_labels
+    from advfit.data.datasets import load_prepared
+    from advfit.evaluation.snapshots import check_zero_at_best, evaluate_split
+    from advfit.runtime.io import load_json, load_npz, meta_to_array, save_csv, save_npz
+    from advfit.models.label_noise import load_training_labels
 
     w = snakemake.wildcards
     data = load_prepared(snakemake.input.data)

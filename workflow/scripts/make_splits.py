@@ -1,9 +1,9 @@
 from advfit.jobs import job_log
 
 with job_log(snakemake.log[0]) as log:
-    from advfit.datasets import load_prepared
-    from advfit.io import meta_to_array, save_npz
-    from advfit.splits import make_splits
+    from advfit.data.datasets import load_prepared
+    from advfit.runtime.io import meta_to_array, save_npz
+    from advfit.data.splits import make_splits
 
     spec = snakemake.params.splits
     data = load_prepared(snakemake.input[0])

@@ -1,10 +1,10 @@
 from advfit.jobs import job_log
 
 with job_log(snakemake.log[0]) as log:
-    from advfit.datasets import load_prepared
-    from advfit.io import load_npz
-    from advfit.label_noise import save_training_labels
-    from advfit.seeds import job_seed
+    from advfit.data.datasets import load_prepared
+    from advfit.runtime.io import load_npz
+    from advfit.models.label_noise import save_training_labels
+    from advfit.runtime.seeds import job_seed
 
     w = snakemake.wildcards
     # The training job's seed: the labels are a function of the run, not of this rule.

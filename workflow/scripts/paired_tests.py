@@ -3,8 +3,8 @@ from advfit.jobs import job_log
 with job_log(snakemake.log[0]) as log:
     import pandas as pd
 
-    from advfit.io import load_npz, read_table, save_csv
-    from advfit.paired import check_against_accuracy, combine_splits, split_rows
+    from advfit.runtime.io import load_npz, read_table, save_csv
+    from advfit.statistics.paired import check_against_accuracy, combine_splits, split_rows
 
     accuracy = read_table(snakemake.input.accuracy)
     spec = snakemake.params.statistics

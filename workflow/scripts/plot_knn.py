@@ -3,9 +3,9 @@ from advfit.jobs import job_log
 with job_log(snakemake.log[0]) as log:
     import pandas as pd
 
-    from advfit.io import read_table
+    from advfit.runtime.io import read_table
 
-    from advfit.plots import (plot_knn_accuracy_vs_k, plot_knn_slope_pvalues,
+    from advfit.report.plots import (plot_knn_accuracy_vs_k, plot_knn_slope_pvalues,
                               plot_knn_train_test_vs_k, save_figure)
 
     table = read_table(snakemake.input.accuracy)

@@ -1,8 +1,8 @@
 from advfit.jobs import job_log
 
 with job_log(snakemake.log[0]) as log:
-    from advfit.datasets import PREPARED_LAYOUT, prepared_arrays, read_dataset
-    from advfit.io import load_json, meta_to_array, save_npz, versions
+    from advfit.data.datasets import PREPARED_LAYOUT, prepared_arrays, read_dataset
+    from advfit.runtime.io import load_json, meta_to_array, save_npz, versions
 
     spec = snakemake.params.spec
     source = load_json(snakemake.input.source) if snakemake.input.source else {}

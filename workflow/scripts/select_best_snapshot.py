@@ -3,9 +3,9 @@ from advfit.jobs import job_log
 with job_log(snakemake.log[0]) as log:
     import pandas as pd
 
-    from advfit.io import save_json
-    from advfit.selection import best_epoch
-    from advfit.layout import snapshot_name
+    from advfit.runtime.io import save_json
+    from advfit.statistics.selection import best_epoch
+    from advfit.runtime.layout import snapshot_name
 
     metric = snakemake.params.metric
     history = pd.read_csv(snakemake.input.history)

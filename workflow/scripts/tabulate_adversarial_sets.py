@@ -3,10 +3,10 @@ from advfit.jobs import job_log
 with job_log(snakemake.log[0]) as log:
     import pandas as pd
 
-    from advfit.aggregate import summarise_distances
-    from advfit.datasets import load_prepared
-    from advfit.distances import perturbation_norms
-    from advfit.io import array_to_meta, load_npz, save_csv
+    from advfit.statistics.aggregate import summarise_distances
+    from advfit.data.datasets import load_prepared
+    from advfit.evaluation.distances import perturbation_norms
+    from advfit.runtime.io import array_to_meta, load_npz, save_csv
 
     data = load_prepared(snakemake.input.data)
     convention = snakemake.params.l2_convention

@@ -1,6 +1,6 @@
 # A model job: hand this script to the run's warm interpreter, which has
-# TensorFlow imported already (advfit.warm); it continues here otherwise.
-from advfit.warm import handoff
+# TensorFlow imported already (advfit.jobs.warm); it continues here otherwise.
+from advfit.jobs.warm import handoff
 
 handoff()
 
@@ -11,17 +11,17 @@ with job_log(snakemake.log[0]) as log:
     from pathlib import Path
 
     from advfit import runtime
-    from advfit.seeds import job_seed
+    from advfit.runtime.seeds import job_seed
 
     w = snakemake.wildcards
     seed = job_seed(snakemake.params.seed, w.dataset, w.model, w.regime, w.split)
     device = runtime.configure(snakemake.threads, seed=seed)
 
-    from advfit.datasets import load_prepared
-    from advfit.io import file_sha256, load_npz, save_csv, save_json, versions
-    from advfit.label_noise import load_training_labels
-    from advfit.models import build_model
-    from advfit.training import train_regime
+    from advfit.data.datasets import load_prepared
+    from advfit.runtime.io import file_sha256, load_npz, save_csv, save_json, versions
+    from advfit.models.label_noise import load_training_labels
+    from advfit.models.architectures import build_model
+    from advfit.models.training import train_regime
 
     data = load_prepared(snakemake.input.data)
     split = load_npz(snakemake.input.split)

@@ -17,12 +17,16 @@ Where things live:
   NaN) and the success-rate log line;
 - ``batching``: traced steps over batches, chunked library calls;
 - ``cleverhans_attacks``: ``fgsm``, ``pgd``, ``bim`` (cleverhans 4.0.0);
-- ``art_adapter``: the ART classifier wrapper (also used by ``advfit.metrics``);
+- ``art_adapter``: the ART classifier wrapper (also used by ``advfit.evaluation.metrics``);
 - ``art_attacks``: ``fgsm_art``, ``pgd_art``, ``cw_l2_art``, ``deepfool``,
   ``hopskipjump`` (ART 1.20.1);
 - ``carlini_wagner``: ``cw_l2``, our own Carlini-Wagner L2 (see its docstring for why);
 - ``spec``: ``AttackSpec``, an attack's config entry normalised once;
-- ``plugin``: your own attack function, from the config.
+- ``plugin``: your own attack function, from the config;
+- ``adversarial_sets``: the protocol's adversarial sets (sources, targets, AEs
+  kept only where they fool the best snapshot, the fail subset).
+
+May import ``advfit.runtime`` only: attacks work on any Keras model.
 
 Random attacks (``pgd``'s start, ``pgd_art``'s start, ``hopskipjump``) draw
 from TensorFlow's and NumPy's global generators, which the jobs seed
@@ -36,16 +40,16 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import art_attacks, cleverhans_attacks
-from .art_adapter import art_classifier, quiet_art
-from .art_attacks import cw_l2_art, deepfool, fgsm_art, hopskipjump, pgd_art
-from .cleverhans_attacks import bim, fgsm, pgd
-from .carlini_wagner import cw_l2
-from .guards import CLIP_MAX, CLIP_MIN, finish
-from .params import REQUIRED, Param
-from .plugin import run_plugin
-from .registry import REGISTERED
-from .spec import PLUGIN, AttackSpec
+from advfit.attacks import art_attacks, cleverhans_attacks
+from advfit.attacks.art_adapter import art_classifier, quiet_art
+from advfit.attacks.art_attacks import cw_l2_art, deepfool, fgsm_art, hopskipjump, pgd_art
+from advfit.attacks.cleverhans_attacks import bim, fgsm, pgd
+from advfit.attacks.carlini_wagner import cw_l2
+from advfit.attacks.guards import CLIP_MAX, CLIP_MIN, finish
+from advfit.attacks.params import REQUIRED, Param
+from advfit.attacks.plugin import run_plugin
+from advfit.attacks.registry import REGISTERED
+from advfit.attacks.spec import PLUGIN, AttackSpec
 
 # The order of the schema's and the README's attack lists.
 ATTACKS: dict[str, Callable] = {

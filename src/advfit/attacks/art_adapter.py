@@ -1,5 +1,5 @@
 """The ART adapter: a Keras logits model as an ART classifier, used by the ART attacks
-and by ``advfit.metrics``; ART's logging muted while it runs."""
+and by ``advfit.evaluation.metrics``; ART's logging muted while it runs."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Callable
 
 import numpy as np
 
-from .guards import CLIP_MAX, CLIP_MIN
+from advfit.attacks.guards import CLIP_MAX, CLIP_MIN
 
 
 def _traced_gradients(model, input_shape):

@@ -6,11 +6,11 @@ import logging
 
 import numpy as np
 
-from .art_adapter import art_classifier, art_generate, art_norm
-from .batching import in_chunks
-from .guards import finish, labels_of, predict
-from .params import NORM, REQUIRED, Param, batch, positive
-from .registry import attack
+from advfit.attacks.art_adapter import art_classifier, art_generate, art_norm
+from advfit.attacks.batching import in_chunks
+from advfit.attacks.guards import finish, labels_of, predict
+from advfit.attacks.params import NORM, REQUIRED, Param, batch, positive
+from advfit.attacks.registry import attack
 
 log = logging.getLogger("advfit")
 

@@ -1,9 +1,11 @@
-"""Running an attack over batches: traced steps, chunked library calls, progress logs."""
+"""Running a model or an attack over batches: traced forward passes and attack steps,
+chunked library calls, progress logs."""
 
 from __future__ import annotations
 
 import logging
 import time
+import weakref
 from typing import Callable
 
 import numpy as np
@@ -49,3 +51,33 @@ def traced(model, attack: Callable, **params):
         return attack(model, x, y=y, **params)
 
     return step
+
+
+def traced_forward(model):
+    """``model(x, training=False)`` traced once for any batch size.
+
+    ``model.predict`` builds a tf.data pipeline and a callback loop on every
+    call: on the default run's ~2000 samples per snapshot that costs as much
+    as the network itself (benchmarks/evaluation.py). The traced function
+    reads the model's variables, so it stays valid when weights are loaded.
+    """
+    import tensorflow as tf
+
+    # One trace per model object: it holds no randomness, and the snapshot
+    # loops call it once per snapshot and set.
+    if model not in _FORWARD:
+        spec = tf.TensorSpec([None, *model.input_shape[1:]], tf.float32)
+        own = weakref.ref(model)  # the cache must not keep the model alive
+        _FORWARD[model] = tf.function(lambda x: own()(x, training=False), input_signature=[spec])
+    return _FORWARD[model]
+
+
+_FORWARD: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def predict_logits(forward, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+    """Logits of ``x`` in batches of ``batch_size`` (the same batches as predict)."""
+    if len(x) == 0:  # convolutions refuse empty batches: shape (0, classes) from one image
+        return forward(np.zeros((1, *x.shape[1:]), np.float32)).numpy()[:0]
+    return np.concatenate([forward(x[i:i + batch_size]).numpy()
+                           for i in range(0, len(x), batch_size)])

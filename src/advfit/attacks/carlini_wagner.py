@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .batching import in_chunks
-from .guards import finish, labels_of
-from .params import Param, batch
-from .registry import attack
+from advfit.attacks.batching import in_chunks
+from advfit.attacks.guards import finish, labels_of
+from advfit.attacks.params import Param, batch
+from advfit.attacks.registry import attack
 
 TANH_SMOOTHER = 0.999999  # keeps arctanh finite at pixels that are exactly 0 or 1
 ADAM_BETA1, ADAM_BETA2, ADAM_EPSILON = 0.9, 0.999, 1e-8

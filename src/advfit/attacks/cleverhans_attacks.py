@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .batching import batched, traced
-from .guards import CLIP_MAX, CLIP_MIN, finish, labels_of
-from .params import NORM, REQUIRED, Param, batch, positive
-from .registry import attack
+from advfit.attacks.batching import batched, traced
+from advfit.attacks.guards import CLIP_MAX, CLIP_MIN, finish, labels_of
+from advfit.attacks.params import NORM, REQUIRED, Param, batch, positive
+from advfit.attacks.registry import attack
 
 
 def norm_value(value) -> float:

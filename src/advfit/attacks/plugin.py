@@ -11,8 +11,8 @@ import inspect
 
 import numpy as np
 
-from ..plugins import PluginError, load_callable
-from .guards import finish, labels_of
+from advfit.runtime.plugins import PluginError, load_callable
+from advfit.attacks.guards import finish, labels_of
 
 
 def check_signature(function, params: dict, key: str) -> None:

@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .params import Param, check_params
+from advfit.attacks.params import Param, check_params
 
 # name -> the wrapped attack, in registration order (ordered in __init__)
 REGISTERED: dict[str, Callable] = {}

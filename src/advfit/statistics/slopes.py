@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .layout import ADVERSARIAL, FAIL_SUBSET, eval_set_rank
+from advfit.runtime.layout import ADVERSARIAL, FAIL_SUBSET, eval_set_rank
 
 ACCURACY_REQUIRED = ["dataset", "split", "k", "eval_set", "attack", "n", "accuracy"]
 SLOPE_KEYS = ["dataset", "split", "eval_set", "attack"]

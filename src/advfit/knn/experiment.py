@@ -16,10 +16,10 @@ import logging
 
 import numpy as np
 
-from . import knn
-from .adversarial import choose_sources, target_labels
-from .layout import NO_ATTACK
-from .attacks import AttackSpec, craft
+from advfit.knn import neighbours as knn
+from advfit.attacks.adversarial_sets import choose_sources, target_labels
+from advfit.runtime.layout import NO_ATTACK
+from advfit.attacks import AttackSpec, craft
 
 log = logging.getLogger("advfit")
 

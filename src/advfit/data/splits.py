@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.model_selection import StratifiedKFold, StratifiedShuffleSplit, train_test_split
 
-from .datasets import PooledData
+from advfit.data.datasets import PooledData
 
 
 def kfold_splits(data: PooledData, n_splits: int, seed: int) -> list[dict[str, np.ndarray]]:

@@ -78,7 +78,7 @@ def _npz_info(path: str) -> DatasetInfo:
 
 
 def _image_folder_info(spec: dict) -> DatasetInfo:
-    from .formats import list_class_folders
+    from advfit.data.formats import list_class_folders
 
     root = Path(spec["path"])
     size = int(spec["size"])
@@ -118,7 +118,8 @@ def load_digits() -> dict[str, np.ndarray]:
 
 def read_dataset(spec: dict, folder: str | None = None) -> dict[str, np.ndarray]:
     """Read the dataset ``spec`` names; ``folder`` is the verified copy of a built-in one."""
-    from . import formats, sources
+    from advfit.data import formats
+    from advfit.data import sources
 
     name = spec["name"]
     if name == "digits":
@@ -232,7 +233,7 @@ def prepared_arrays(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 def load_prepared(path) -> "PooledData":
     """The prepared dataset at ``path``; refuses the older float32 layout."""
-    from .io import load_npz
+    from advfit.runtime.io import load_npz
 
     arrays = load_npz(path)
     if "x_scale" not in arrays:
@@ -297,7 +298,8 @@ def fetch_source_record(spec: dict, cache_dir: str) -> dict:
     User datasets: the sha256 of the npz (checked if the config gives one), or
     the number of images in the folder.
     """
-    from . import formats, sources
+    from advfit.data import formats
+    from advfit.data import sources
 
     name = spec["name"]
     if name in BUILT_IN:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .metrics import run_metric, summary
-from .seeds import job_seed
-from .statistics import t_interval
+from advfit.evaluation.metrics import run_metric, summary
+from advfit.runtime.seeds import job_seed
+from advfit.statistics.inference import t_interval
 
 log = logging.getLogger("advfit")
 

@@ -41,7 +41,7 @@ import math
 
 import numpy as np
 
-from .layout import NO_ATTACK
+from advfit.runtime.layout import NO_ATTACK
 
 ALGORITHMS = ("brute", "kd_tree")
 VOTE_TIES = ("nearest", "smallest_label")

@@ -158,7 +158,7 @@ def target_score(norms: np.ndarray, margin: float, *, nb_batches: int, batch_siz
     at most ``FIT_RETRIES`` times; returns the score (NaN if every try
     diverged) and the number of diverged fits.
     """
-    from .metrics import FIT_RETRIES, fit_diverged
+    from advfit.evaluation.metrics import FIT_RETRIES, fit_diverged
 
     reference = float(norms.max())
     n_diverged = 0
@@ -182,7 +182,7 @@ def clever_u_fast(model, x: np.ndarray, *, nb_batches: int = 500, batch_size: in
     class): a deliberately incomplete variant, for tests that the full minimum
     matters. Points whose prediction is ``only_class`` get NaN.
     """
-    from .metrics import _norm
+    from advfit.evaluation.metrics import _norm
 
     norm = _norm(norm)
     x = np.asarray(x, dtype=np.float32)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
-import weakref
 from pathlib import Path
 
 import numpy as np
+
+from advfit.attacks.batching import predict_logits, traced_forward
 
 log = logging.getLogger("advfit")
 
@@ -19,7 +20,7 @@ def correctness_by_epoch(model, snapshots: dict[int, Path], x: np.ndarray, y: np
     traced forward pass are built once; only the weights change. ``starts``
     cuts ``x`` into blocks that are batched separately, each from its own
     first row: an adversarial set is scored in exactly the batches that kept
-    its AEs (:func:`advfit.adversarial.keep_fooling`), whatever comes before it.
+    its AEs (:func:`advfit.attacks.adversarial_sets.keep_fooling`), whatever comes before it.
     """
     forward = traced_forward(model)
     bounds = [*starts, len(x)]
@@ -29,36 +30,6 @@ def correctness_by_epoch(model, snapshots: dict[int, Path], x: np.ndarray, y: np
         logits = [predict_logits(forward, x[a:b], batch_size) for a, b in zip(bounds, bounds[1:])]
         out[epoch] = np.argmax(np.concatenate(logits), axis=1) == y
     return out
-
-
-def traced_forward(model):
-    """``model(x, training=False)`` traced once for any batch size.
-
-    ``model.predict`` builds a tf.data pipeline and a callback loop on every
-    call: on the default run's ~2000 samples per snapshot that costs as much
-    as the network itself (benchmarks/evaluation.py). The traced function
-    reads the model's variables, so it stays valid when weights are loaded.
-    """
-    import tensorflow as tf
-
-    # One trace per model object: it holds no randomness, and the snapshot
-    # loops call it once per snapshot and set.
-    if model not in _FORWARD:
-        spec = tf.TensorSpec([None, *model.input_shape[1:]], tf.float32)
-        own = weakref.ref(model)  # the cache must not keep the model alive
-        _FORWARD[model] = tf.function(lambda x: own()(x, training=False), input_signature=[spec])
-    return _FORWARD[model]
-
-
-_FORWARD: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-
-
-def predict_logits(forward, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
-    """Logits of ``x`` in batches of ``batch_size`` (the same batches as predict)."""
-    if len(x) == 0:  # convolutions refuse empty batches: shape (0, classes) from one image
-        return forward(np.zeros((1, *x.shape[1:]), np.float32)).numpy()[:0]
-    return np.concatenate([forward(x[i:i + batch_size]).numpy()
-                           for i in range(0, len(x), batch_size)])
 
 
 def accuracy_rows(correct: dict[int, np.ndarray], segments: dict[tuple[str, str], slice | np.ndarray]):
@@ -97,8 +68,8 @@ def evaluate_split(model_name: str, data, split: dict, snapshot_dir, best_epoch:
     per-example correctness of every evaluation set (:func:`correctness_matrices`),
     for the paired tests.
     """
-    from .layout import NO_ATTACK, list_snapshots, snapshot_name
-    from .models import build_model
+    from advfit.runtime.layout import NO_ATTACK, list_snapshots, snapshot_name
+    from advfit.models.architectures import build_model
 
     snapshot_dir = Path(snapshot_dir)
     snapshots = list_snapshots(snapshot_dir)
@@ -176,7 +147,7 @@ def enforce_zero_at_best(violations: list[dict], best_epoch: int, on_violation: 
 
 def correctness_key(eval_set: str, attack: str) -> str:
     """The npz key of an evaluation set's correctness matrix: ``test``, ``adversarial__fgsm``."""
-    from .layout import NO_ATTACK
+    from advfit.runtime.layout import NO_ATTACK
 
     return eval_set if attack == NO_ATTACK else f"{eval_set}__{attack}"
 

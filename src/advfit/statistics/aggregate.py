@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .layout import eval_set_rank
-from .seeds import job_seed
-from .statistics import bootstrap_mean_interval, holm, t_interval, welch_effect, wilson_interval
+from advfit.runtime.layout import eval_set_rank
+from advfit.runtime.seeds import job_seed
+from advfit.statistics.inference import bootstrap_mean_interval, holm, t_interval, welch_effect, wilson_interval
 
 ACCURACY_COLUMNS = ["dataset", "model", "regime", "split", "epoch", "eval_set", "attack",
                     "n", "n_correct", "accuracy"]

@@ -2,9 +2,9 @@
 
 Every reader returns ``{"x_train", "y_train", "x_test", "y_test"}`` with
 float32 NHWC images in [0, 1] and int64 labels 0..C-1 (the invariants of
-:func:`advfit.datasets.check_arrays`), plus ``"class_names"`` (a numpy
+:func:`advfit.data.datasets.check_arrays`), plus ``"class_names"`` (a numpy
 unicode array) when the files name their classes. Readers only parse: they
-never download and never check checksums (that is :mod:`advfit.sources`), and
+never download and never check checksums (that is :mod:`advfit.data.sources`), and
 they refuse anything that is not exactly the layout they document, with a
 message that names the file or array and what was expected against what was
 found.

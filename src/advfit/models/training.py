@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .io import atomic_path, file_sha256, load_npz, save_npz
-from .layout import list_snapshots, list_states, snapshot_name, state_name
-from .seeds import job_seed
+from advfit.runtime.io import atomic_path, file_sha256, load_npz, save_npz
+from advfit.runtime.layout import list_snapshots, list_states, snapshot_name, state_name
+from advfit.runtime.seeds import job_seed
 
 log = logging.getLogger("advfit")
 
@@ -66,7 +66,7 @@ def _fingerprint(regime: dict, seed: int, train, validation, test, train_labels=
     digest = hashlib.sha256()
     spec = {k: v for k, v in regime.items() if k != "epochs"}
     if spec.get("adversarial_training"):  # with its defaults: written out or not, the same run
-        from .adversarial_training import resolve_spec
+        from advfit.models.adversarial_training import resolve_spec
 
         spec["adversarial_training"] = resolve_spec(spec["adversarial_training"])
     digest.update(json.dumps({"regime": spec, "seed": int(seed)}, sort_keys=True).encode())
@@ -166,17 +166,17 @@ def train_regime(model, regime: dict, train, validation, test, snapshot_dir: Pat
     is scored after every epoch. Epoch e (1-based) runs after
     ``keras.utils.set_random_seed(epoch_seed(seed, e))``; without ``seed``, one
     is drawn from NumPy's global generator (seeded by
-    :func:`advfit.runtime.configure`). With ``resume``, training continues
+    :func:`advfit.runtime.device.configure`). With ``resume``, training continues
     after the highest epoch of ``snapshot_dir`` that has a complete snapshot
     and a state saved with this regime (whatever its number of epochs), seed
     and data; otherwise, or when there is none, it starts from the model as
     given and removes any snapshot and state already there. ``train``'s labels
     are the true ones; ``train_labels`` are those to train on, which a regime
     with ``label_noise`` must be given (the run's ``train_labels.npz``, or
-    :func:`advfit.label_noise.training_labels`): exactly that fraction of them
+    :func:`advfit.models.label_noise.training_labels`): exactly that fraction of them
     must differ from the true ones. A regime's ``adversarial_training``
     trains each epoch on PGD AEs crafted batch by batch on the current weights
-    (:mod:`advfit.adversarial_training`) instead of ``model.fit``, just as
+    (:mod:`advfit.models.adversarial_training`) instead of ``model.fit``, just as
     deterministic and resumable; ``attrs["adversarial_training"]`` records its
     spec (None without). State files are removed at
     the end unless ``keep_state``. ``stop_after`` ends the call after that
@@ -215,7 +215,7 @@ def train_regime(model, regime: dict, train, validation, test, snapshot_dir: Pat
     _clear(snapshot_dir, after=start)
     trainer = None
     if regime.get("adversarial_training"):  # after the restore: the step builds the optimizer
-        from .adversarial_training import AdversarialTrainer
+        from advfit.models.adversarial_training import AdversarialTrainer
 
         trainer = AdversarialTrainer(model, regime["adversarial_training"], batch_size)
 
@@ -278,7 +278,7 @@ def _labels_to_train_on(regime: dict, y_true, train_labels) -> np.ndarray:
         if fraction:
             raise ValueError(f"the regime's label_noise is {fraction}: pass the labels to train "
                              "on as train_labels (the run's train_labels.npz, or "
-                             "advfit.label_noise.training_labels)")
+                             "advfit.models.label_noise.training_labels)")
         return y_true
     labels = np.asarray(train_labels)
     if labels.shape != y_true.shape:

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .io import array_to_meta, load_npz, meta_to_array, save_npz, versions
-from .seeds import job_seed
+from advfit.runtime.io import array_to_meta, load_npz, meta_to_array, save_npz, versions
+from advfit.runtime.seeds import job_seed
 
 FORMAT = 1
 

@@ -9,7 +9,7 @@ computed with ART 1.20.1 as the paper did:
 * ``clever_u``: CLEVER score, untargeted (Weng et al. 2018): an estimated
   lower bound on the smallest perturbation (L2 by default) that changes the
   model's prediction, capped at ``radius``. Higher = more robust. Computed by
-  advfit's own estimator (``advfit.clever``, ``backend: advfit``, default) or
+  advfit's own estimator (``advfit.evaluation.clever``, ``backend: advfit``, default) or
   by ART's (``backend: art``).
 * ``loss_sensitivity``: L2 norm of the gradient of the cross-entropy loss
   w.r.t. the input at the true label (Arpit et al. 2017). Higher = the point
@@ -40,7 +40,7 @@ from typing import Callable
 
 import numpy as np
 
-from .attacks import Param, art_classifier, quiet_art
+from advfit.attacks import Param, art_classifier, quiet_art
 
 log = logging.getLogger("advfit")
 
@@ -62,7 +62,7 @@ METRIC_PARAMS: dict[str, dict[str, Param]] = {
                         note="initial Weibull shape; ART default"),
         "backend": Param("string", "advfit", enum=("advfit", "art"),
                          note="advfit: one ball sample per point for all classes, traced "
-                              "Jacobians (advfit.clever); art: art.metrics.clever_u, class by "
+                              "Jacobians (advfit.evaluation.clever); art: art.metrics.clever_u, class by "
                               "class (slower, ART's draws exactly)"),
     },
     "loss_sensitivity": {
@@ -196,7 +196,7 @@ def clever_u(model, x: np.ndarray, *, nb_batches: int = 500, batch_size: int = 1
              backend: str = "advfit", seed: int = 0) -> np.ndarray:
     """CLEVER untargeted score of every point, by advfit's estimator or ART's.
 
-    ``backend`` ``advfit``: ``advfit.clever.clever_u_fast`` (the same
+    ``backend`` ``advfit``: ``advfit.evaluation.clever.clever_u_fast`` (the same
     estimator, ball samples shared by all target classes, traced Jacobians);
     ``art``: ``clever_u_art`` (``art.metrics.clever_u``, guarded). Both take
     nb_batches, batch_size, radius, norm, pool_factor, c_init and seed.
@@ -204,7 +204,7 @@ def clever_u(model, x: np.ndarray, *, nb_batches: int = 500, batch_size: int = 1
     params = dict(nb_batches=nb_batches, batch_size=batch_size, radius=radius, norm=norm,
                   pool_factor=pool_factor, c_init=c_init, seed=seed)
     if backend == "advfit":
-        from .clever import clever_u_fast
+        from advfit.evaluation.clever import clever_u_fast
 
         return clever_u_fast(model, x, **params)
     if backend == "art":

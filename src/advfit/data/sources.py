@@ -32,8 +32,10 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Callable, Iterable, Mapping, TextIO
 
-from . import __version__, formats
-from .io import atomic_path, file_sha256  # noqa: F401  (file_sha256: part of this API)
+from advfit import __version__
+
+from advfit.data import formats
+from advfit.runtime.io import atomic_path, file_sha256  # noqa: F401  (file_sha256: part of this API)
 
 log = logging.getLogger("advfit")
 
@@ -229,7 +231,7 @@ class DatasetSource:
 
     name: str
     folder: str                       # the folder the reader takes, as downloads lay it out
-    reader: Callable                  # the advfit.formats reader of that folder
+    reader: Callable                  # the advfit.data.formats reader of that folder
     files: tuple[KnownFile, ...]      # the files the reader needs, with their canonical checksums
     downloads: tuple[Download, ...]   # what to fetch: the files themselves, or one archive
     origin: str                       # the page that publishes the dataset and its checksums

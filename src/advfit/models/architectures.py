@@ -93,7 +93,7 @@ def build_model(model: str | dict, input_shape, n_classes: int):
 
 
 def build_custom(spec: dict, input_shape: tuple[int, ...], n_classes: int):
-    from .plugins import PluginError, load_callable
+    from advfit.runtime.plugins import PluginError, load_callable
 
     builder = load_callable(spec["builder"], BUILDER_KEY)
     try:
@@ -114,7 +114,7 @@ def check_logits_model(model, n_classes: int, builder: str) -> None:
     """
     import keras
 
-    from .plugins import PluginError
+    from advfit.runtime.plugins import PluginError
 
     where = f"config key '{BUILDER_KEY}': {builder}"
     if not isinstance(model, keras.Model):

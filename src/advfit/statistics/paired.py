@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from . import statistics as st
-from .layout import NO_ATTACK
+from advfit.statistics import inference as st
+from advfit.runtime.layout import NO_ATTACK
 
 PAIRED_SETS = ("test", "fail_subset", "adversarial")  # the sets the papers compare
 

@@ -22,7 +22,7 @@ VIEWS = ("transfer", "whitebox")
 def summarise_whitebox(table: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
     """Per dataset, model, regime, attack and epoch: mean and sd (ddof 1) over splits,
     and the t-interval across splits of the robust accuracy's mean."""
-    from .statistics import t_interval
+    from advfit.statistics.inference import t_interval
 
     keys = ["dataset", "model", "regime", "attack", "epoch"]
     values = ["clean_accuracy", "robust_accuracy", "success_rate", "l2_median", "linf_median"]

@@ -22,7 +22,7 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from .layout import EVAL_SETS, FAIL_SUBSET, NO_ATTACK, eval_set_label  # noqa: E402
+from advfit.runtime.layout import EVAL_SETS, FAIL_SUBSET, NO_ATTACK, eval_set_label  # noqa: E402
 
 ACCURACY = "accuracy (fraction correct)"
 CLEAN_SETS = ("train", "validation", "test")
@@ -116,8 +116,8 @@ def _mark_best_epochs(ax, epochs, color="0.15") -> None:
 
 
 def t_band(confidence: float = 0.95):
-    """Seaborn errorbar: the t-interval of the mean over splits (advfit.statistics)."""
-    from .statistics import t_interval
+    """Seaborn errorbar: the t-interval of the mean over splits (advfit.statistics.inference)."""
+    from advfit.statistics.inference import t_interval
 
     return lambda values: t_interval(values, confidence)
 
@@ -204,7 +204,7 @@ def save_figure(fig, *paths) -> None:
     """
     from pathlib import Path
 
-    from .io import atomic_path
+    from advfit.runtime.io import atomic_path
 
     if not paths:
         raise ValueError("save_figure needs at least one path")

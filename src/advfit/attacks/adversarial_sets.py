@@ -12,7 +12,7 @@ import logging
 
 import numpy as np
 
-from .attacks import AttackSpec, craft
+from advfit.attacks import AttackSpec, craft
 
 log = logging.getLogger("advfit")
 
@@ -78,7 +78,7 @@ def keep_fooling(forward, x_adv: np.ndarray, y: np.ndarray, y_target: np.ndarray
     every one of them has a margin above ``min_margin`` (a fixed point: at
     most a few passes). Returns the mask and the last pass's predictions.
     """
-    from .evaluation import predict_logits
+    from advfit.attacks.batching import predict_logits
 
     logits = predict_logits(forward, x_adv, batch_size)
     kept = logit_margins(logits, y, y_target) > min_margin
@@ -102,7 +102,7 @@ def attack_and_keep(model, x: np.ndarray, y: np.ndarray, attack: AttackSpec, see
     (misclassified, or for a targeted attack classified as its target, by a
     logit margin above ``min_margin``, as evaluation will score them: see
     :func:`keep_fooling`) and the targets (None when untargeted)."""
-    from .evaluation import traced_forward
+    from advfit.attacks.batching import traced_forward
 
     y_target = target_labels(y, int(model.output_shape[-1]), attack.target, seed)
     # Filtered as stored (float32), so that the evaluation sees the same values.

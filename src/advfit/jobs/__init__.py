@@ -1,4 +1,8 @@
-"""What every workflow script needs: its log file and the run's provenance."""
+"""Job support, for the rule scripts only: each job's log and provenance
+(``job_log``), and the warm interpreters (``warm``) that spare model jobs the
+import of TensorFlow. No science module imports this package (a test checks);
+it may import ``advfit.runtime``.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ import sys
 import time
 from typing import Iterator
 
-from . import warm
+from advfit.jobs import warm
 
 log = logging.getLogger("advfit")
 
@@ -40,6 +44,7 @@ def job_log(path: str) -> Iterator[logging.Logger]:
     usage = warm.worker_usage()
     if usage:
         log.info(usage)
+        warm.record_usage(path)  # for the benchmark file (warm.correct_benchmarks)
 
 
 def _log_process() -> None:

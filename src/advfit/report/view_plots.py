@@ -7,7 +7,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.lines import Line2D
 
-from .plots import (ACCURACY, BEST_EPOCH_STYLE, _band_name, _integer_axis, _legend_below,
+from advfit.report.plots import (ACCURACY, BEST_EPOCH_STYLE, _band_name, _integer_axis, _legend_below,
                     _mark_best_epochs, _n_splits, _panels, _splits, _theme, t_band)
 
 _VIEW_COLOURS = {"test set (clean)": sns.color_palette("deep")[2],

@@ -27,8 +27,8 @@ from typing import Callable
 
 import numpy as np
 
-from .distances import perturbation_norms
-from .io import load_npz, save_npz
+from advfit.evaluation.distances import perturbation_norms
+from advfit.runtime.io import load_npz, save_npz
 
 log = logging.getLogger("advfit")
 
@@ -106,7 +106,7 @@ def attack_snapshot(model, x: np.ndarray, y: np.ndarray, attack: Callable, batch
     ``clean`` and still correct on the AE, so robust <= clean point by point.
     Distances are those of the successful AEs (NaN elsewhere).
     """
-    from .evaluation import predict_logits, traced_forward
+    from advfit.attacks.batching import predict_logits, traced_forward
 
     forward = traced_forward(model)
     clean = np.argmax(predict_logits(forward, x, batch_size), axis=1) == y
@@ -131,7 +131,7 @@ def _stat(values: np.ndarray, how) -> float:
 def whitebox_row(epoch: int, arrays: dict[str, np.ndarray], confidence: float = 0.95) -> dict:
     """One snapshot's summary: clean and robust accuracy (with the Wilson interval of
     the robust one, within the split), success rate, distances."""
-    from .statistics import wilson_interval
+    from advfit.statistics.inference import wilson_interval
 
     n = len(arrays["clean"])
     n_attacked = int(arrays["clean"].sum())
@@ -177,7 +177,7 @@ def evaluate_sets(model, snapshots: dict[int, Path], sets: dict[int, dict], batc
                   ) -> list[dict]:
     """Every snapshot on every crafted set, each set batched alone from its first row
     (as evaluate_snapshots scores an adversarial set: the same numbers)."""
-    from .evaluation import correctness_by_epoch
+    from advfit.evaluation.snapshots import correctness_by_epoch
 
     order = sorted(sets)
     sizes = [len(sets[c]["y"]) for c in order]

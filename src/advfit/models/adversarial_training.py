@@ -10,7 +10,7 @@ Determinism and resume: nothing here draws from a stateful generator. Epoch
 e's order is a permutation drawn from ``epoch_seed`` (its own NumPy
 generator), and batch b's random start is ``tf.random.stateless_uniform``
 seeded with ``(epoch_seed, b)``. The weights and the optimizer's variables
-(iteration counter and moments), which :mod:`advfit.training` saves after
+(iteration counter and moments), which :mod:`advfit.models.training` saves after
 every epoch, are therefore all the state there is: a run resumed after epoch
 k gives bit-identical snapshots and history to one that never stopped.
 """
@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-from .attacks import CLIP_MAX, CLIP_MIN
+from advfit.attacks import CLIP_MAX, CLIP_MIN
 
 log = logging.getLogger("advfit")
 
@@ -156,7 +156,7 @@ def train_epoch(step, x: np.ndarray, y: np.ndarray, batch_size: int, fraction: f
 
 
 class AdversarialTrainer:
-    """The per-epoch driver that :func:`advfit.training.train_regime` calls instead of ``fit``."""
+    """The per-epoch driver that :func:`advfit.models.training.train_regime` calls instead of ``fit``."""
 
     def __init__(self, model, spec: dict, batch_size: int):
         self.spec = resolve_spec(spec)
