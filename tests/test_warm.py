@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from advfit.jobs import warm
+from advfit.jobs import usage, warm
 
 SCRIPT_HEAD = "from advfit.jobs.warm import handoff\nhandoff()\n"
 
@@ -202,12 +202,12 @@ def test_benchmark_files_get_the_childs_own_figures(folder):
     assert done.returncode == 0, done.stderr
     log_text = (folder / "results/logs/demo/busy.log").read_text()
     assert "warm interpreter child: peak RSS" in log_text
-    records = list((folder / warm.USAGE_DIR).glob("*.json"))
+    records = list((folder / usage.USAGE_DIR).glob("*.json"))
     assert len(records) == 1
     record = json.loads(records[0].read_text())
     tsv = _snakemake_benchmark(folder)
-    assert warm.correct_benchmarks(str(folder)) == 1
-    assert not list((folder / warm.USAGE_DIR).glob("*.json"))  # consumed
+    assert usage.correct_benchmarks(str(folder)) == 1
+    assert not list((folder / usage.USAGE_DIR).glob("*.json"))  # consumed
     header, row = tsv.read_text().splitlines()
     row = dict(zip(header.split("\t"), row.split("\t")))
     assert row["s"] == "4.00" and row["h:m:s"] == "0:00:04"  # the wall time stays Snakemake's
@@ -221,20 +221,20 @@ def test_benchmark_files_get_the_childs_own_figures(folder):
 def test_benchmark_correction_leaves_other_runs_files_alone(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(warm, "IN_WORKER", True)
-    warm.record_usage("results/logs/demo/busy.log")
-    warm.record_usage("elsewhere/busy.log")  # not a rule log: no record
-    assert len(list((tmp_path / warm.USAGE_DIR).glob("*.json"))) == 1
+    usage.record_usage("results/logs/demo/busy.log")
+    usage.record_usage("elsewhere/busy.log")  # not a rule log: no record
+    assert len(list((tmp_path / usage.USAGE_DIR).glob("*.json"))) == 1
     tsv = _snakemake_benchmark(tmp_path)
-    later = time.time() + 2 * warm.BENCHMARK_WINDOW_S  # rewritten by a later run, cold
+    later = time.time() + 2 * usage.BENCHMARK_WINDOW_S  # rewritten by a later run, cold
     os.utime(tsv, (later, later))
     before = tsv.read_text()
-    assert warm.correct_benchmarks(str(tmp_path)) == 0 and tsv.read_text() == before
-    assert not list((tmp_path / warm.USAGE_DIR).glob("*.json"))
-    assert warm.benchmark_path("results/logs/a/b/train_model.log") == (
+    assert usage.correct_benchmarks(str(tmp_path)) == 0 and tsv.read_text() == before
+    assert not list((tmp_path / usage.USAGE_DIR).glob("*.json"))
+    assert usage.benchmark_path("results/logs/a/b/train_model.log") == (
         "results/benchmarks/a/b/train_model.tsv")
     monkeypatch.setattr(warm, "IN_WORKER", False)  # a job in its own process records nothing
-    warm.record_usage("results/logs/demo/busy.log")
-    assert not list((tmp_path / warm.USAGE_DIR).glob("*.json"))
+    usage.record_usage("results/logs/demo/busy.log")
+    assert not list((tmp_path / usage.USAGE_DIR).glob("*.json"))
 
 
 def test_every_benchmarked_rule_keeps_its_log_and_benchmark_side_by_side():
@@ -257,7 +257,7 @@ def test_every_benchmarked_rule_keeps_its_log_and_benchmark_side_by_side():
                 continue
             log = re.search(r'log:\n\s+f?"([^"]+)"', block)
             assert log, f"{smk.name}: a rule with benchmark but no log"
-            assert warm.benchmark_path(fill(log.group(1))) == fill(bench.group(1)), (
+            assert usage.benchmark_path(fill(log.group(1))) == fill(bench.group(1)), (
                 block.split("\n")[0])
             found += 1
     assert found >= 8

@@ -50,7 +50,8 @@ wildcard_constraints:
 def stop_warm_interpreters():
     """Ask this directory's warm interpreters to exit (else they idle out), and put
     the figures of the jobs they ran into those jobs' benchmark files."""
-    from advfit.jobs.warm import correct_benchmarks, stop_servers
+    from advfit.jobs.usage import correct_benchmarks
+    from advfit.jobs.warm import stop_servers
 
     stop_servers()
     correct_benchmarks()

@@ -13,7 +13,7 @@ import sys
 import time
 from typing import Iterator
 
-from advfit.jobs import warm
+from advfit.jobs import usage, warm
 
 log = logging.getLogger("advfit")
 
@@ -41,10 +41,10 @@ def job_log(path: str) -> Iterator[logging.Logger]:
         log.exception("job failed")
         raise
     log.info("done in %.1f s", time.perf_counter() - start)
-    usage = warm.worker_usage()
-    if usage:
-        log.info(usage)
-        warm.record_usage(path)  # for the benchmark file (warm.correct_benchmarks)
+    child = warm.worker_usage()
+    if child:
+        log.info(child)
+        usage.record_usage(path)  # for the benchmark file (usage.correct_benchmarks)
 
 
 def _log_process() -> None:
