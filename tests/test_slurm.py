@@ -68,8 +68,9 @@ def slurm(tmp_path_factory):
         subprocess.run(["bash", str(SLURM_SH), "stop", str(state)], timeout=120)
 
 
-# Rules that share a Slurm job with GPU rules (profile groups): same partition.
-GROUP_MATES = {"select_best_snapshot", "classify_test_with_knn", "evaluate_knn"}
+# Rules that share a Slurm job with GPU rules (the profile's groups): same partition.
+GROUP_MATES = {entry.split("=")[0] for entry in yaml.safe_load(
+    (ROOT / "profiles/slurm/config.yaml").read_text())["groups"]} - GPU_RULES
 
 
 def _test_profile(directory: Path) -> Path:
