@@ -116,3 +116,31 @@ def test_as_tensors_keeps_values_and_dtypes():
     tx, ty = as_tensors((x, y))
     assert tx.dtype.name == "float32" and ty.dtype.name == "int64"
     assert np.array_equal(tx.numpy(), x) and np.array_equal(ty.numpy(), y)
+
+
+def test_without_validation_set_as_fit_without_validation_data(parts, tmp_path):
+    """Paper 000 has no validation set: NaN validation columns, and training
+    bit-identical to ``model.fit`` without ``validation_data``."""
+    import keras
+
+    from advfit.training import compile_model
+
+    d, train, _, test = parts
+    empty = (train[0][:0], train[1][:0])
+    regime = {**REGIME, "epochs": 2}
+    reference = _model(d)
+    compile_model(reference, regime)
+    losses = []
+    for epoch in range(2):
+        keras.utils.set_random_seed(epoch_seed(SEED, epoch + 1))
+        fit = reference.fit(*train, initial_epoch=epoch, epochs=epoch + 1, batch_size=32,
+                            shuffle=True, verbose=0)
+        losses.append(fit.history["loss"][-1])
+    from advfit.training import train_regime
+
+    model = _model(d)
+    history = train_regime(model, regime, train, empty, test, tmp_path / "run", seed=SEED)
+    assert history["val_loss"].isna().all() and history["val_accuracy"].isna().all()
+    assert history["train_loss"].tolist() == losses
+    for mine, theirs in zip(model.weights, reference.weights):
+        assert np.array_equal(mine.numpy(), theirs.numpy())
