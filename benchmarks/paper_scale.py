@@ -396,11 +396,12 @@ def report(jobs: list[Job], args, wall: float, cpu: dict, info: dict) -> dict:
     if correct:
         estimates[f"attacked = the slice's accuracy at M ({slice_fraction:.3f})"] = (
             slice_fraction * FULL["n_test"])
-    wall_jobs = [replace(j, clock="wall") for j in jobs]
+    clocks = [args.clock] + [c for c in ("cpu", "wall") if c != args.clock]
     results = {}
     for label, n in estimates.items():
-        results[("cpu", label)] = extrapolate(jobs, n, args.cores)
-        results[("wall", label)] = extrapolate(wall_jobs, n, args.cores)
+        for clock in clocks:
+            results[(clock, label)] = extrapolate([replace(j, clock=clock) for j in jobs], n,
+                                                  args.cores)
 
     print(f"\nmeasured slice (split 0, {len(jobs)} jobs, --cores {args.cores}, "
           f"{'model jobs in the warm interpreter' if args.warm else 'every job in its own process'}"
@@ -416,7 +417,7 @@ def report(jobs: list[Job], args, wall: float, cpu: dict, info: dict) -> dict:
                 if clock == "cpu" else "job cost = its wall time on this shared machine")
         print(f"\nextrapolated to the whole protocol: {label}, {result['n_correct']:.0f} attacked "
               f"per attack and run; {what}:")
-        if clock == "cpu":
+        if clock == args.clock:
             print(f"  {'rule':<28} {'jobs':>5} {'s per job':>10} {'total s':>10} {'total h':>8}")
             for rule, r in result["rules"].items():
                 print(f"  {rule:<28} {r['jobs_full']:5d} {r['per_job_full_s']:10.0f} "
@@ -443,7 +444,7 @@ def report(jobs: list[Job], args, wall: float, cpu: dict, info: dict) -> dict:
     info.update({"slice_wall_s": f"{wall:.1f}", "epochs": str(args.epochs),
                  "train": str(args.train), "attacked": str(args.attacked),
                  "metric_points": str(args.metric_points), "cores": str(args.cores),
-                 "warm": str(args.warm), "eval_batch": str(args.eval_batch),
+                 "warm": str(args.warm), "clock": args.clock, "eval_batch": str(args.eval_batch),
                  "attack_batch": str(args.attack_batch)})
     print(f"CPU used by others while measuring: {cpu['foreign_share']} of the machine "
           f"({cpu['cpu_foreign_s']} s; ours {cpu['cpu_ours_s']} s)")
@@ -452,7 +453,7 @@ def report(jobs: list[Job], args, wall: float, cpu: dict, info: dict) -> dict:
                                     "cpu_s": j.cpu_s, "work_s": round(j.work_s, 2),
                                     "units": j.units, "max_rss_mb": j.max_rss_mb, **j.extra}
                                    for j in jobs])
-    return results[("cpu", next(iter(estimates)))]
+    return results[(args.clock, next(iter(estimates)))]
 
 
 def main(argv=None) -> None:
@@ -476,6 +477,10 @@ def main(argv=None) -> None:
                         help="run every model job in its own process (ADVFIT_WARM=0); by "
                              "default they run in the warm interpreter, as in a local run, "
                              "and their logs give their exact CPU time and peak RSS")
+    parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
+                        help="the main estimate's job cost: CPU time (default; a core of "
+                             "its own per job) or wall time (on a GPU, whose work the CPU "
+                             "time does not show); the other is printed too")
     parser.add_argument("--cifar", default=str(CIFAR))
     parser.add_argument("--workdir", default=None, help="run here (default: a fresh temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")

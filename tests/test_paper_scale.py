@@ -160,3 +160,26 @@ def test_the_slice_config_is_the_papers_with_the_reductions(ps, tmp_path):
         for n in ("accuracy.csv", "robustness_metrics.csv")]
     assert ps.n_train_of(args) == 4000
     assert ps.n_train_of(Namespace(train="all")) == 40000
+
+
+def test_a_chunked_attack_is_timed_by_its_steady_chunks(ps, tmp_path):
+    log = tmp_path / "craft_adversarial_set_cw_l2.log"
+    log.write_text("""\
+2026-12-03 07:01:00,000 INFO cw_l2_art: attacking 300 of 5000 correctly classified test samples
+2026-12-03 07:01:12,000 INFO cw_l2_art: 128/300 images done (12.0 s)
+2026-12-03 07:01:20,000 INFO cw_l2_art: 256/300 images done (20.0 s)
+2026-12-03 07:01:23,000 INFO cw_l2_art: 300/300 images done (23.0 s)
+2026-12-03 07:01:23,500 INFO cw_l2_art: 290 of 300 AEs fool the best snapshot with a logit margin above 0 (success rate 0.967)
+""")
+    work, units, extra = ps.work_from_log("craft_adversarial_set", log, 30.0)
+    per_point = 11.0 / (300 - 128)  # the chunks after the first, which traces
+    assert extra["steady_s_per_point"] == pytest.approx(per_point, abs=1e-4)
+    assert (work, units) == (pytest.approx(per_point * 300), 300)
+
+
+def test_cpu_clock_scales_the_work_by_the_jobs_cpu_share(ps):
+    job = ps.Job("train_model", wall_s=40.0, work_s=30.0, units=120000, cpu_s=20.0, clock="cpu")
+    assert (job.cost_s, job.work_cost_s) == (20.0, 15.0)
+    assert ps.scaled_job_seconds(job, 240000) == pytest.approx(5.0 + 30.0)
+    wall = ps.Job("train_model", wall_s=40.0, work_s=30.0, units=120000, cpu_s=20.0)
+    assert (wall.cost_s, wall.work_cost_s) == (40.0, 30.0)
