@@ -262,7 +262,9 @@ def train_regime(model, regime: dict, train, validation, test, snapshot_dir: Pat
     """Train ``model`` for ``regime['epochs']`` epochs; return the history as a DataFrame.
 
     ``train``, ``validation`` and ``test`` are ``(x, y)`` pairs; the test set
-    is scored after every epoch. Epoch e (1-based) runs after
+    is scored after every epoch. An epoch is exactly one epoch of
+    ``model.fit(shuffle=True)`` with validation, without its per-call pipeline
+    (:func:`_fit_epoch`). Epoch e (1-based) runs after
     ``keras.utils.set_random_seed(epoch_seed(seed, e))``; without ``seed``, one
     is drawn from NumPy's global generator (seeded by
     :func:`advfit.runtime.configure`). With ``resume``, training continues
@@ -274,8 +276,8 @@ def train_regime(model, regime: dict, train, validation, test, snapshot_dir: Pat
     (:func:`training_labels`, seeded from the seed); the returned table's
     ``attrs["label_noise"]`` records it. A regime's ``adversarial_training``
     trains each epoch on PGD AEs crafted batch by batch on the current weights
-    (:mod:`advfit.adversarial_training`) instead of ``model.fit``, just as
-    deterministic and resumable; ``attrs["adversarial_training"]`` records its
+    (:mod:`advfit.adversarial_training`) instead, just as deterministic and
+    resumable; ``attrs["adversarial_training"]`` records its
     spec (None without). State files are removed at
     the end unless ``keep_state``. ``stop_after`` ends the call after that
     epoch (the state is kept), as a kill would: for tests.
