@@ -163,7 +163,9 @@ def train_regime(model, regime: dict, train, validation, test, snapshot_dir: Pat
     """Train ``model`` for ``regime['epochs']`` epochs; return the history as a DataFrame.
 
     ``train``, ``validation`` and ``test`` are ``(x, y)`` pairs; the test set
-    is scored after every epoch. Epoch e (1-based) runs after
+    is scored after every epoch. An epoch is exactly one epoch of
+    ``model.fit(shuffle=True)`` with validation, without its per-call pipeline
+    (:func:`_fit_epoch`). Epoch e (1-based) runs after
     ``keras.utils.set_random_seed(epoch_seed(seed, e))``; without ``seed``, one
     is drawn from NumPy's global generator (seeded by
     :func:`advfit.runtime.device.configure`). With ``resume``, training continues
@@ -176,8 +178,8 @@ def train_regime(model, regime: dict, train, validation, test, snapshot_dir: Pat
     :func:`advfit.models.label_noise.training_labels`): exactly that fraction of them
     must differ from the true ones. A regime's ``adversarial_training``
     trains each epoch on PGD AEs crafted batch by batch on the current weights
-    (:mod:`advfit.models.adversarial_training`) instead of ``model.fit``, just as
-    deterministic and resumable; ``attrs["adversarial_training"]`` records its
+    (:mod:`advfit.models.adversarial_training`) instead, just as deterministic and
+    resumable; ``attrs["adversarial_training"]`` records its
     spec (None without). State files are removed at
     the end unless ``keep_state``. ``stop_after`` ends the call after that
     epoch (the state is kept), as a kill would: for tests.
@@ -218,6 +220,9 @@ def train_regime(model, regime: dict, train, validation, test, snapshot_dir: Pat
         from advfit.models.adversarial_training import AdversarialTrainer
 
         trainer = AdversarialTrainer(model, regime["adversarial_training"], batch_size)
+    else:
+        train = as_tensors(train)
+    validation, test = as_tensors(validation), as_tensors(test)
 
     for epoch in range(start, epochs):
         number = epoch + 1
@@ -227,10 +232,10 @@ def train_regime(model, regime: dict, train, validation, test, snapshot_dir: Pat
         else:
             logs = _adversarial_epoch(model, trainer, train, validation,
                                       epoch_seed(base_seed, number))
-        test_loss, test_accuracy = model.evaluate(*test, batch_size=eval_batch_size, verbose=0)
+        scores = _score(model, test, eval_batch_size)  # the protocol scores the test set per epoch
         row = {"epoch": number, "train_loss": logs["loss"], "train_accuracy": logs["accuracy"],
                "val_loss": logs["val_loss"], "val_accuracy": logs["val_accuracy"],
-               "test_loss": float(test_loss), "test_accuracy": float(test_accuracy)}
+               "test_loss": scores["loss"], "test_accuracy": scores["accuracy"]}
         history.append(row)
         with atomic_path(snapshot_dir / snapshot_name(number), suffix=".weights.h5") as tmp:
             model.save_weights(tmp)
@@ -249,23 +254,97 @@ def train_regime(model, regime: dict, train, validation, test, snapshot_dir: Pat
     return _history_table(history, trainer)
 
 
+def as_tensors(pair) -> tuple:
+    """``(x, y)`` as TensorFlow tensors, converted once for every epoch."""
+    import tensorflow as tf
+
+    return tuple(tf.convert_to_tensor(np.asarray(a)) for a in pair)
+
+
+# One epoch without model.fit (issue 13). ``model.fit`` called once per epoch
+# (what a bit-identical resume needs: each epoch's shuffle comes from its own
+# seed) rebuilt its input pipeline every epoch: the arrays converted to
+# tensors and captured by a new tf.data graph, a new iterator warming up, and
+# the same again for the validation and test sets. On full CIFAR-10 that cost
+# about a sixth of each epoch. The loop below feeds the very same batches to
+# Keras' own traced train and test steps (``model.train_function`` and
+# ``model.test_function``, which take any iterator of batches) from tensors
+# converted once: same order, same steps, same metric accumulation, so the
+# snapshots and the history are bit-identical to the per-epoch ``fit`` and
+# ``evaluate`` (tests/test_training_tensors.py compares them).
+
+
+def fit_permutation(n: int):
+    """The order ``model.fit(shuffle=True)`` draws for an epoch of ``n`` samples.
+
+    Keras' array adapter draws it with ``tf.random.shuffle`` inside a
+    ``tf.data`` map function, whose op seed comes from the global seed and the
+    function's graph; the same function in the same pipeline gives the same
+    permutation under the same global seed (set just before, per epoch).
+    """
+    import tensorflow as tf
+
+    def permutation(_):
+        indices = tf.range(n, dtype=tf.int64)
+        indices = tf.random.shuffle(indices)
+        return indices
+
+    return next(iter(tf.data.Dataset.range(1).map(permutation).prefetch(1)))
+
+
+def _batches(order, batch_size: int) -> list:
+    """``order`` cut into consecutive batches, the last one partial (as ``fit`` does)."""
+    n = int(order.shape[0])
+    return [order[start:start + batch_size] for start in range(0, n, batch_size)]
+
+
+def _run_steps(model, step, pair, batches) -> dict:
+    """Reset the metrics, run ``step`` on every batch of ``pair``; the epoch's
+    logs as ``fit`` and ``evaluate`` report them (the metrics' results, or the
+    last step's logs when a custom step returns other keys)."""
+    import tensorflow as tf
+
+    x, y = pair
+    model.reset_metrics()
+    logs = None
+    for index in batches:
+        logs = step(iter([(tf.gather(x, index), tf.gather(y, index))]))
+    results = model.get_metrics_result()
+    if not (isinstance(logs, dict) and set(logs) == set(results)):
+        results = logs or {}
+    return {key: float(value) for key, value in results.items()}
+
+
+def _score(model, pair, batch_size: int) -> dict:
+    """``model.evaluate(*pair, batch_size=batch_size)``: loss and metrics, batches in order."""
+    import tensorflow as tf
+
+    model.make_test_function()
+    order = tf.range(int(pair[1].shape[0]), dtype=tf.int64)
+    return _run_steps(model, model.test_function, pair, _batches(order, batch_size))
+
+
 def _fit_epoch(model, train, validation, epoch: int, batch_size: int) -> dict:
-    """One epoch of ``model.fit``: its training and validation loss and accuracy."""
+    """One epoch of ``model.fit(*train, validation_data=validation, shuffle=True,
+    initial_epoch=epoch, epochs=epoch + 1)``: its training and validation loss
+    and accuracy. ``train`` and ``validation`` are tensors (:func:`as_tensors`)."""
+    model.make_train_function()
+    order = fit_permutation(int(train[1].shape[0]))
+    logs = _run_steps(model, model.train_function, train, _batches(order, batch_size))
     # An empty validation set (paper 000 has none) gives NaN validation columns.
-    fit = model.fit(*train, validation_data=validation if len(validation[1]) else None,
-                    initial_epoch=epoch, epochs=epoch + 1, batch_size=batch_size,
-                    shuffle=True, verbose=0)
-    return {"val_loss": float("nan"), "val_accuracy": float("nan"),
-            **{key: float(values[-1]) for key, values in fit.history.items()}}
+    logs["val_loss"] = logs["val_accuracy"] = float("nan")
+    if int(validation[1].shape[0]):
+        logs.update({f"val_{k}": v for k, v in _score(model, validation, batch_size).items()})
+    return logs
 
 
 def _adversarial_epoch(model, trainer, train, validation, seed: int) -> dict:
     """One epoch of adversarial training; validation scored on clean data, as ``fit`` does."""
     logs = trainer.fit_epoch(*train, seed=seed)
     logs["val_loss"] = logs["val_accuracy"] = float("nan")
-    if len(validation[1]):
-        logs["val_loss"], logs["val_accuracy"] = (float(v) for v in model.evaluate(
-            *validation, batch_size=trainer.batch_size, verbose=0))
+    if int(validation[1].shape[0]):
+        scores = _score(model, validation, trainer.batch_size)
+        logs["val_loss"], logs["val_accuracy"] = scores["loss"], scores["accuracy"]
     return logs
 
 
