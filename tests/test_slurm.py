@@ -116,7 +116,9 @@ def test_every_job_runs_as_a_slurm_job_and_model_jobs_ask_for_a_gpu(slurm, tmp_p
         [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"),
          "--directory", str(workdir), "--configfile", str(workdir / "config.yaml"),
          "--profile", str(profile), "--verbose"],
-        capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        # ~3 min on 2 idle cores; every Slurm job step imports TensorFlow afresh (no
+        # warm interpreters under Slurm), so a loaded machine needs far longer.
+        capture_output=True, text=True, timeout=1800, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     out = done.stdout + done.stderr
     assert done.returncode == 0, out[-8000:]
     assert (workdir / "results/tables/accuracy.csv").exists()
