@@ -63,17 +63,15 @@ import datetime as dt
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 _HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(_HERE))
-from common import REPO, CpuAccount, machine, print_machine, wait_for_quiet, write_csv  # noqa: E402
-from workflow import read_warm_servers  # noqa: E402
+from common import REPO, machine, print_machine, wait_for_quiet, write_csv  # noqa: E402
+from workflow import run_snakemake  # noqa: E402
 
 sys.path[:] = [p for p in sys.path if p and Path(p).resolve() != _HERE]
 
@@ -365,18 +363,7 @@ def run(args) -> tuple[Path, float, dict]:
     argv = [str(snakemake), "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
             "--configfile", str(configfile), "--cores", str(args.cores), *targets(config)]
     print(f"  config: {configfile}\n  running: {' '.join(argv)}", flush=True)
-    account = CpuAccount()
-    start = time.perf_counter()
-    with open(workdir / "_snakemake.out", "w") as console:
-        proc = subprocess.run(argv, cwd=workdir, env=env, stdout=console,
-                              stderr=subprocess.STDOUT)
-    wall = time.perf_counter() - start
-    # The warm interpreter runs in its own session: its CPU time is ours too.
-    _, warm_cpu = read_warm_servers(workdir)
-    cpu = account.stop(extra_ours=warm_cpu)
-    if proc.returncode != 0:
-        tail = (workdir / "_snakemake.out").read_text()[-4000:]
-        raise SystemExit(f"snakemake failed (exit {proc.returncode}); kept {workdir}\n{tail}")
+    wall, cpu, _ = run_snakemake(argv, workdir, env)
     return workdir, wall, cpu
 
 

@@ -147,6 +147,25 @@ def source_env(snakefile: Path, extra: list[str] | None = None) -> dict:
     return env
 
 
+def run_snakemake(argv: list[str], workdir: Path, env: dict) -> tuple[float, dict, list[float]]:
+    """Run ``argv`` (a snakemake call) in ``workdir``, its output in ``_snakemake.out``;
+    return (wall s, CPU account, warm interpreters' start times). The warm
+    interpreters run in their own session: their CPU time is counted as ours."""
+    account = CpuAccount()
+    start = time.perf_counter()
+    with open(workdir / "_snakemake.out", "w") as console:
+        proc = subprocess.run(argv, cwd=workdir, env=env, stdout=console,
+                              stderr=subprocess.STDOUT)
+    wall = time.perf_counter() - start
+    warm_starts, warm_cpu = read_warm_servers(workdir)
+    cpu = account.stop(extra_ours=warm_cpu)
+    if proc.returncode != 0:
+        tail = (workdir / "_snakemake.out").read_text()[-4000:]
+        raise SystemExit(f"snakemake failed (exit {proc.returncode}); output kept in {workdir}\n"
+                         f"{tail}")
+    return wall, cpu, warm_starts
+
+
 def run_workflow(cores: int = 2, configfile: Path | None = None, keep: bool = False,
                  extra_args: list[str] | None = None,
                  snakefile: Path | None = None) -> tuple[dict, list[dict]]:
@@ -162,18 +181,7 @@ def run_workflow(cores: int = 2, configfile: Path | None = None, keep: bool = Fa
             "--configfile", str(configfile), "--cores", str(cores), *(extra_args or [])]
     print(f"  running: {' '.join(argv)}", flush=True)
     t_launch = time.time()
-    account = CpuAccount()
-    start = time.perf_counter()
-    with open(workdir / "_snakemake.out", "w") as console:
-        proc = subprocess.run(argv, cwd=workdir, env=env, stdout=console,
-                              stderr=subprocess.STDOUT)
-    wall = time.perf_counter() - start
-    warm_starts, warm_cpu = read_warm_servers(workdir)
-    cpu = account.stop(extra_ours=warm_cpu)
-    if proc.returncode != 0:
-        tail = (workdir / "_snakemake.out").read_text()[-4000:]
-        raise SystemExit(f"snakemake failed (exit {proc.returncode}); output kept in {workdir}\n"
-                         f"{tail}")
+    wall, cpu, warm_starts = run_snakemake(argv, workdir, env)
 
     bench = read_bench(workdir)
     records = read_trace(trace)

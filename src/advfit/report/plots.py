@@ -108,6 +108,16 @@ def _splits(n: int) -> str:
     return f"{n} split" if n == 1 else f"{n} splits"
 
 
+def _accuracy_panel(ax, best_epochs, epochs, title: str, first_column: bool) -> None:
+    """One panel of an accuracy-against-epoch figure: M marked, whole epochs, [0, 1]."""
+    _mark_best_epochs(ax, best_epochs)
+    _integer_axis(ax, epochs.min(), epochs.max())
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title(title)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ACCURACY if first_column else "")
+
+
 def _mark_best_epochs(ax, epochs, color="0.15") -> None:
     """One translucent dotted vertical line per split: the more splits share an epoch M,
     the darker its line."""
@@ -143,12 +153,8 @@ def plot_accuracy_vs_epoch(table: pd.DataFrame, best: pd.DataFrame, confidence: 
         sns.lineplot(data=rows, x="epoch", y="accuracy", hue="set", hue_order=order,
                      palette=palette, style="set", style_order=order, dashes=dashes,
                      errorbar=t_band(confidence), legend=False, ax=ax)
-        _mark_best_epochs(ax, best.loc[best.regime == regime, "best_epoch"])
-        _integer_axis(ax, rows.epoch.min(), rows.epoch.max())
-        ax.set_ylim(-0.02, 1.02)
-        ax.set_title(f"regime: {regime}")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(ACCURACY if i % ncols == 0 else "")
+        _accuracy_panel(ax, best.loc[best.regime == regime, "best_epoch"], rows.epoch,
+                        f"regime: {regime}", first_column=i % ncols == 0)
     handles = _set_handles(order, palette, dashes)
     handles.append(Line2D([], [], **BEST_EPOCH_STYLE))
     labels = _legend_labels(data, order) + ["best epoch M of a split\n(darker: several splits)"]

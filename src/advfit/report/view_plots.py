@@ -7,8 +7,8 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.lines import Line2D
 
-from advfit.report.plots import (ACCURACY, BEST_EPOCH_STYLE, _band_name, _integer_axis, _legend_below,
-                    _mark_best_epochs, _n_splits, _panels, _splits, _theme, t_band)
+from advfit.report.plots import (BEST_EPOCH_STYLE, _accuracy_panel, _band_name, _legend_below,
+                                 _n_splits, _panels, _splits, _theme, t_band)
 
 _VIEW_COLOURS = {"test set (clean)": sns.color_palette("deep")[2],
                  "transfer: M-crafted set replayed": sns.color_palette("deep")[4],
@@ -48,12 +48,8 @@ def plot_transfer_vs_whitebox(accuracy: pd.DataFrame, whitebox: pd.DataFrame,
                      hue_order=list(_VIEW_COLOURS), palette=_VIEW_COLOURS,
                      errorbar=t_band(confidence),
                      marker="o", markersize=3, legend=False, ax=ax)
-        _mark_best_epochs(ax, best.loc[best.regime == regime, "best_epoch"])
-        _integer_axis(ax, curves.epoch.min(), curves.epoch.max())
-        ax.set_ylim(-0.02, 1.02)
-        ax.set_title(f"regime: {regime}, attack: {attack}")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(ACCURACY if i % ncols == 0 else "")
+        _accuracy_panel(ax, best.loc[best.regime == regime, "best_epoch"], curves.epoch,
+                        f"regime: {regime}, attack: {attack}", first_column=i % ncols == 0)
     handles = [Line2D([], [], color=c, lw=2, marker="o", markersize=3)
                for c in _VIEW_COLOURS.values()]
     handles.append(Line2D([], [], **BEST_EPOCH_STYLE))
