@@ -7,8 +7,8 @@ from sklearn.model_selection import train_test_split
 from sklearn.neighbors import KNeighborsClassifier
 
 from advfit.knn.neighbours import (NeighbourIndex, accuracy_by_k, accuracy_rows, attack_sources,
-                        fail_subset, filter_adversarial_set, knn_predict_all_k,
-                        nearest_neighbours, odd_ks, vote)
+                                   fail_subset, filter_adversarial_set, knn_predict_all_k,
+                                   nearest_neighbours, odd_ks, vote)
 
 Z = 7
 KS = odd_ks(Z)

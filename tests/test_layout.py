@@ -4,7 +4,7 @@ import pandas as pd
 
 from advfit.statistics.aggregate import collect_accuracy
 from advfit.runtime.layout import (EVAL_SETS, NO_ATTACK, epoch_of, eval_set_label, eval_set_rank,
-                           list_snapshots, list_states, snapshot_name, state_name)
+                                   list_snapshots, list_states, snapshot_name, state_name)
 from advfit.report.plots import set_label, set_order
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from advfit.data.datasets import (PooledData, load_digits, load_prepared, prepared_arrays,
-                             read_dataset)
+                                  read_dataset)
 from advfit.runtime.io import save_npz
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"

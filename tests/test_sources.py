@@ -23,7 +23,7 @@ from advfit.data import formats
 
 from advfit.data import sources
 from advfit.data.sources import (ArchiveError, Checksum, ChecksumError, DatasetSource, Download,
-                            DownloadError, KnownFile)
+                                 DownloadError, KnownFile)
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 MNIST_DIR = SHARED / "mnist"

@@ -25,7 +25,7 @@ with job_log(snakemake.log[0]) as log:
     from advfit.runtime.io import load_json, load_npz, meta_to_array, save_csv, save_npz, versions
     from advfit.models.architectures import build_model
     from advfit.evaluation.trajectory import (attack_snapshot, chosen_epochs, chunked, fingerprint,
-                                   point_sample, stack_chunks, whitebox_row)
+                                              point_sample, stack_chunks, whitebox_row)
     from advfit.runtime.layout import list_snapshots
 
     spec = snakemake.params.spec

@@ -6,7 +6,7 @@ with job_log(snakemake.log[0]) as log:
     from advfit.runtime.io import read_table
 
     from advfit.report.plots import (plot_knn_accuracy_vs_k, plot_knn_slope_pvalues,
-                              plot_knn_train_test_vs_k, save_figure)
+                                     plot_knn_train_test_vs_k, save_figure)
 
     table = read_table(snakemake.input.accuracy)
     tests = read_table(snakemake.input.tests)

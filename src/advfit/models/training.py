@@ -185,7 +185,6 @@ def train_regime(model, regime: dict, train, validation, test, snapshot_dir: Pat
     epoch (the state is kept), as a kill would: for tests.
     """
     import keras
-    import pandas as pd
 
     snapshot_dir = Path(snapshot_dir)
     snapshot_dir.mkdir(parents=True, exist_ok=True)
