@@ -73,15 +73,30 @@ def test_ball_noise_is_uniform_in_the_ball(norm):
     assert np.median(norms) == pytest.approx(radius * 0.5 ** (1 / dim), rel=0.01)
 
 
-def test_weibull_location_is_scipys_bit_for_bit():
-    from advfit.evaluation.clever import weibull_location, weibull_location_scipy
+def test_lock_step_fit_is_scipys_fit_row_by_row():
+    """All targets in one Nelder-Mead give SciPy's weibull_min.fit location for each,
+    both for fits that converge and for fits that stop at fmin's 600 evaluations."""
+    from scipy.optimize import fmin
+    from scipy.stats import weibull_min
+
+    from advfit.evaluation.weibull import start, weibull_locations, weibull_location_scipy
 
     rng = np.random.default_rng(5)
+    stopped = converged = 0
     for n_batches in (20, 100, 500):
-        pool = rng.gamma(2.0, 0.7, size=100)  # gradient norms of a pool
-        maxima = pool[rng.integers(0, 100, size=(n_batches, 10))].max(axis=1)
-        ours, art = weibull_location(maxima, 1.0), weibull_location_scipy(maxima, 1.0)
-        assert ours == art and -ours <= 1.5 * maxima.max()  # L near the largest maximum
+        pools = [rng.gamma(2.0, 0.7, 100), rng.random(100) * 1e-3, rng.lognormal(0, 2, 100),
+                 np.r_[rng.random(99), 50.0], rng.gamma(5.0, 0.1, 100)]  # gradient norms
+        maxima = np.stack([pool[rng.integers(0, 100, size=(n_batches, 10))].max(axis=1)
+                           for pool in pools])
+        ours = weibull_locations(maxima, 1.0)
+        art = np.array([weibull_location_scipy(row, 1.0) for row in maxima])
+        np.testing.assert_allclose(ours, art, rtol=1e-9)
+        assert (np.abs(ours) <= 1.5 * maxima.max(axis=1)).all()  # L near the largest maximum
+        for row in maxima:
+            n_calls = fmin(weibull_min._penalized_nnlf, start(-row, 1.0), args=(-row,),
+                           disp=0, full_output=True)[3]
+            stopped, converged = stopped + (n_calls == 600), converged + (n_calls < 600)
+    assert stopped >= 3 and converged >= 3  # both ends of fmin's loop are exercised
 
 
 def test_traced_gradients_follow_reloaded_weights(trained_lenet, digits, points):
@@ -99,3 +114,38 @@ def test_traced_gradients_follow_reloaded_weights(trained_lenet, digits, points)
     fresh.load_weights(snapshot_dir / snapshot_name(1))
     assert np.array_equal(clever_u_fast(fresh, x, seed=0, **params), epoch1)
     assert not np.array_equal(epoch1, epoch3)
+
+
+@pytest.mark.parametrize("order", [2, 1, np.inf])
+def test_margin_norms_are_the_jacobians_row_differences(model, points, order):
+    """The tiled backward pass gives |grad z_pred - grad z_j| for every j, 0 at j = pred."""
+    import tensorflow as tf
+
+    from advfit.evaluation.clever import _margin_norms_fn
+
+    rng = np.random.default_rng(0)
+    pool = np.clip(np.repeat(points[:4], 25, axis=0)
+                   + rng.normal(0, 0.2, (100, *points.shape[1:])), 0, 1).astype(np.float32)
+    pred = rng.integers(0, 10, size=100).astype(np.int32)  # any class, not only the predicted one
+    x = tf.constant(pool)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        logits = model(x, training=False)
+    jacobian = tape.batch_jacobian(logits, x).numpy().reshape(100, 10, -1)
+    diff = jacobian[np.arange(100), pred][:, None] - jacobian
+    expected = np.linalg.norm(diff, ord=order, axis=2)
+    norms = np.asarray(_margin_norms_fn(model, 10, order)(pool, pred))
+    assert norms.shape == (100, 10)
+    assert (norms[np.arange(100), pred] == 0).all()
+    np.testing.assert_allclose(norms, expected, rtol=1e-4, atol=1e-6 * expected.max())
+    assert np.median(expected[expected > 0]) > 1e-3  # the gradients are not all vanishing
+
+
+def test_scores_do_not_depend_on_how_points_are_batched(model, points, monkeypatch):
+    from advfit.evaluation import clever
+
+    params = {**SETTINGS, "nb_batches": 30}
+    whole = clever_u_fast(model, points[:5], seed=1, **params)
+    monkeypatch.setattr(clever, "CALL_BUDGET", 1)  # one point per traced call
+    one_by_one = clever_u_fast(model, points[:5], seed=1, **params)
+    np.testing.assert_allclose(one_by_one, whole, rtol=1e-5)
