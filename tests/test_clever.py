@@ -146,6 +146,8 @@ def test_scores_do_not_depend_on_how_points_are_batched(model, points, monkeypat
 
     params = {**SETTINGS, "nb_batches": 30}
     whole = clever_u_fast(model, points[:5], seed=1, **params)
+    monkeypatch.setattr(clever, "FIT_GROUP", 2)  # the lock-step fits' rows are independent
+    assert np.array_equal(clever_u_fast(model, points[:5], seed=1, **params), whole)
     monkeypatch.setattr(clever, "CALL_BUDGET", 1)  # one point per traced call
     one_by_one = clever_u_fast(model, points[:5], seed=1, **params)
     np.testing.assert_allclose(one_by_one, whole, rtol=1e-5)

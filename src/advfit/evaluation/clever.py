@@ -13,9 +13,10 @@ with ``backend: art``), computed differently:
 * each target class draws its ``nb_batches`` batch maxima from the pool
   (fresh indices per class, in class order) and they are fitted with the
   reverse Weibull as ART does (``scipy.stats.weibull_min.fit`` on the negated
-  maxima, initial shape ``c_init``, optimiser ``scipy.optimize.fmin``), all
-  classes of a point in one lock-step Nelder-Mead (``evaluation.weibull``);
-  the fitted location is -L, and the class's score is min(margin / L, radius);
+  maxima, initial shape ``c_init``, optimiser ``scipy.optimize.fmin``), the
+  targets of ``FIT_GROUP`` points in one lock-step Nelder-Mead
+  (``evaluation.weibull``); the fitted location is -L, and the class's score
+  is min(margin / L, radius);
 * a diverged fit (``metrics.fit_diverged``: L more than 100 x the largest
   gradient norm sampled in the ball) is refitted on fresh batch maxima of the
   same pool, up to ``metrics.FIT_RETRIES`` times, else the point is NaN.
@@ -130,28 +131,31 @@ def _other_classes(pred, n_classes: int):
     return tf.range(n_classes - 1)[tf.newaxis] + shift
 
 
-def target_scores(norms: np.ndarray, margins: np.ndarray, *, nb_batches: int, batch_size: int,
-                  radius: float, c_init: float, rng: np.random.Generator) -> tuple[np.ndarray, int]:
-    """CLEVER scores of one point against several target classes from its pool's norms.
+def batch_maxima(norms: np.ndarray, rng: np.random.Generator, nb_batches: int,
+                 batch_size: int) -> np.ndarray:
+    """(targets, nb_batches): each target's batch maxima of its pool norms (fresh indices each)."""
+    return np.stack([norms[rng.integers(0, len(norms), size=(nb_batches, batch_size)), t]
+                     .max(axis=1) for t in range(norms.shape[1])])
+
+
+def target_scores(norms: np.ndarray, margins: np.ndarray, locations: np.ndarray, *,
+                  nb_batches: int, batch_size: int, radius: float, c_init: float,
+                  rng: np.random.Generator) -> tuple[np.ndarray, int]:
+    """CLEVER scores of one point against its target classes, from the first fits' locations.
 
     ``norms`` is (pool points x targets), ``margins`` the logit margin to each
-    target. Each target's batch maxima come from fresh indices drawn from
-    ``rng`` (in target order) and all targets are fitted in one lock-step
-    Nelder-Mead; a target whose fit diverged is redrawn and refitted alone, at
-    most ``FIT_RETRIES`` times. Returns the scores (NaN where every try
-    diverged) and the number of diverged fits.
+    target, ``locations`` the fitted Weibull location of each target's first
+    batch maxima. A target whose fit diverged is redrawn from ``rng`` and
+    refitted alone, at most ``FIT_RETRIES`` times. Returns the scores (NaN
+    where every try diverged) and the number of diverged fits.
     """
     from advfit.evaluation.metrics import FIT_RETRIES, fit_diverged
-
-    def draw():
-        return rng.integers(0, len(norms), size=(nb_batches, batch_size))
 
     def score(margin, loc):
         with np.errstate(divide="ignore", invalid="ignore"):
             return float(min(-margin / loc, radius)) if loc != 0 else radius
 
-    maxima = np.stack([norms[draw(), t].max(axis=1) for t in range(norms.shape[1])])
-    scores = np.array([score(m, loc) for m, loc in zip(margins, weibull_locations(maxima, c_init))])
+    scores = np.array([score(m, loc) for m, loc in zip(margins, locations)])
     n_diverged = 0
     for t, margin in enumerate(margins):
         reference, tries = float(norms[:, t].max()), 1
@@ -160,9 +164,15 @@ def target_scores(norms: np.ndarray, margins: np.ndarray, *, nb_batches: int, ba
             if tries > FIT_RETRIES:
                 scores[t] = np.nan
                 break
-            scores[t] = score(margin, weibull_location(norms[draw(), t].max(axis=1), c_init))
+            maxima = batch_maxima(norms[:, [t]], rng, nb_batches, batch_size)
+            scores[t] = score(margin, weibull_location(maxima, c_init))
             tries += 1
     return scores, n_diverged
+
+
+# Points whose targets are fitted together: one lock-step Nelder-Mead over
+# (points x targets) rows spreads its per-step overhead over all of them.
+FIT_GROUP = 32
 
 
 def clever_u_fast(model, x: np.ndarray, *, nb_batches: int = 500, batch_size: int = 10,
@@ -179,40 +189,57 @@ def clever_u_fast(model, x: np.ndarray, *, nb_batches: int = 500, batch_size: in
     norm = _norm(norm)
     x = np.asarray(x, dtype=np.float32)
     n_classes = int(model.output_shape[-1])
-    shape, dim = x.shape[1:], int(np.prod(x.shape[1:]))
-    n_pool = int(pool_factor) * int(batch_size)
-    margin_norms = _margin_norms_fn(model, n_classes, dual_order(norm))
     logits = model.predict(x, batch_size=1024, verbose=0) if len(x) else np.zeros((0, n_classes))
     preds = np.argmax(logits, axis=1)
-    per_point = n_pool * (n_classes - 1) * (dim + activation_floats(model))
-    chunk = max(1, CALL_BUDGET // per_point)
+    # Each point's own generator: its score does not depend on the others.
+    rngs = [np.random.default_rng([int(seed) % 2**32, 0xC1E7E4]) for _ in range(len(x))]
     scores = np.full(len(x), np.nan)
     start, n_diverged = time.perf_counter(), 0
-    for first in range(0, len(x), chunk):
-        points = range(first, min(first + chunk, len(x)))
-        # Each point's own generator: its score does not depend on the others.
-        rngs = {i: np.random.default_rng([int(seed) % 2**32, 0xC1E7E4]) for i in points}
-        pools = np.concatenate([
-            np.clip(x[i] + ball_noise(rngs[i], n_pool, dim, radius, norm)
-                    .reshape(n_pool, *shape).astype(np.float32), 0.0, 1.0)
-            for i in points]).astype(np.float32)
-        pred = np.repeat(preds[list(points)], n_pool).astype(np.int32)
-        norms = np.asarray(margin_norms(pools, pred)).reshape(len(points), n_pool, n_classes)
-        for k, i in enumerate(points):
-            targets = [j for j in ([only_class] if only_class is not None else range(n_classes))
-                       if j != preds[i]]
-            if not targets:
-                continue
-            margins = logits[i, preds[i]] - logits[i, targets]
+    for first in range(0, len(x), FIT_GROUP):
+        group = range(first, min(first + FIT_GROUP, len(x)))
+        norms = pool_norms(model, x[group.start:group.stop], preds[group.start:group.stop],
+                           [rngs[i] for i in group], radius=radius, norm=norm,
+                           n_pool=int(pool_factor) * int(batch_size))
+        targets = {i: [j for j in ([only_class] if only_class is not None else range(n_classes))
+                       if j != preds[i]] for i in group}
+        maxima = {i: batch_maxima(norms[k][:, targets[i]], rngs[i], int(nb_batches),
+                                  int(batch_size)) for k, i in enumerate(group) if targets[i]}
+        fitted = (weibull_locations(np.concatenate(list(maxima.values())), c_init)
+                  if maxima else np.zeros(0))
+        offsets = np.cumsum([len(m) for m in maxima.values()])[:-1]
+        for (i, _), locations in zip(maxima.items(), np.split(fitted, offsets)):
             point_scores, diverged = target_scores(
-                norms[k][:, targets], margins.astype(np.float64), nb_batches=int(nb_batches),
-                batch_size=int(batch_size), radius=float(radius), c_init=float(c_init),
-                rng=rngs[i])
+                norms[i - first][:, targets[i]],
+                (logits[i, preds[i]] - logits[i, targets[i]]).astype(np.float64), locations,
+                nb_batches=int(nb_batches), batch_size=int(batch_size), radius=float(radius),
+                c_init=float(c_init), rng=rngs[i])
             n_diverged += diverged
             scores[i] = float(np.min(point_scores))
-        log.info("clever_u (advfit): %d/%d points (%.1f s)", points[-1] + 1, len(x),
+        log.info("clever_u (advfit): %d/%d points (%.1f s)", group[-1] + 1, len(x),
                  time.perf_counter() - start)
     if n_diverged:
         log.warning("clever_u (advfit): %d diverged Weibull fits refitted; %d point(s) NaN",
                     n_diverged, int(np.isnan(scores).sum()))
     return scores
+
+
+def pool_norms(model, x: np.ndarray, preds: np.ndarray, rngs: list, *, radius: float, norm,
+               n_pool: int) -> np.ndarray:
+    """(points, n_pool, classes): each point's ball samples (drawn from its own generator)
+    and the dual norms of grad(z_pred - z_j) there, in traced calls of bounded size."""
+    n_classes = int(model.output_shape[-1])
+    shape, dim = x.shape[1:], int(np.prod(x.shape[1:]))
+    margin_norms = _margin_norms_fn(model, n_classes, dual_order(norm))
+    per_point = n_pool * (n_classes - 1) * (dim + activation_floats(model))
+    chunk = max(1, CALL_BUDGET // per_point)
+    out = np.empty((len(x), n_pool, n_classes), dtype=np.float32)
+    for first in range(0, len(x), chunk):
+        points = range(first, min(first + chunk, len(x)))
+        pools = np.concatenate([
+            np.clip(x[i] + ball_noise(rngs[i], n_pool, dim, radius, norm)
+                    .reshape(n_pool, *shape).astype(np.float32), 0.0, 1.0)
+            for i in points]).astype(np.float32)
+        pred = np.repeat(preds[points.start:points.stop], n_pool).astype(np.int32)
+        out[points.start:points.stop] = np.asarray(margin_norms(pools, pred)).reshape(
+            len(points), n_pool, n_classes)
+    return out
