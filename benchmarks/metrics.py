@@ -78,7 +78,8 @@ def clever_compare(args, info, account) -> None:
     """advfit's CLEVER against ART's, same points, same run."""
     import numpy as np
 
-    from advfit.evaluation.metrics import clever_u
+    from advfit.evaluation.clever import _margin_norms_fn, dual_order
+    from advfit.evaluation.metrics import _norm, clever_u
 
     model, x_test, _, pool = lenet_and_pool(args.clever_points, args.seed)
     cases = [("digits lenet5", model, x_test[pool])]
@@ -102,7 +103,9 @@ def clever_compare(args, info, account) -> None:
                 scores[backend] = clever_u(net, x, backend=backend, seed=args.seed, **params)
                 times[backend] = time.perf_counter() - start
             rel = np.abs(scores["advfit"] - scores["art"]) / np.abs(scores["art"])
-            row = {"case": label, "norm": norm, "n": len(x), **params,
+            # which backward pass advfit ran: the layer chain's own, or autodiff
+            path = _margin_norms_fn(net, int(net.output_shape[-1]), dual_order(_norm(norm))).path
+            row = {"case": label, "norm": norm, "n": len(x), **params, "gradients": path,
                    "art_s_per_point": round(times["art"] / len(x), 4),
                    "advfit_s_per_point": round(times["advfit"] / len(x), 4),
                    "speedup": round(times["art"] / times["advfit"], 2),
@@ -116,6 +119,7 @@ def clever_compare(args, info, account) -> None:
                   f"  advfit {row['advfit_s_per_point']:.3f} s/point  speedup "
                   f"{row['speedup']:.1f}x (target >= 10)  median |rel diff| "
                   f"{row['median_rel_diff']:.3f} (target <= 0.05), p90 {row['p90_rel_diff']:.3f};"
+                  f"  gradients: {path};"
                   f"  means {row['mean_art']} / {row['mean_advfit']}", flush=True)
     finish("clever", rows, info, account, args.threads)
 

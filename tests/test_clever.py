@@ -99,6 +99,37 @@ def test_lock_step_fit_is_scipys_fit_row_by_row():
     assert stopped >= 3 and converged >= 3  # both ends of fmin's loop are exercised
 
 
+def test_penalised_likelihood_is_scipys_row_by_row():
+    """nnlf_rows equals SciPy's penalised negative log-likelihood on every row, through
+    both of its paths: all points inside the support, and rows with points below it,
+    at its edge (kept when c = 1, penalised otherwise), or whose x**c overflows; with
+    one workspace reused across calls of different sizes, as the fit does."""
+    from scipy.stats import weibull_min
+
+    from advfit.evaluation.weibull import Workspace, nnlf_rows
+
+    rng = np.random.default_rng(11)
+    data = -(rng.gamma(2.0, 0.7, size=(8, 50)))
+    data[:, 1:] = np.maximum(data[:, 1:], -2.9)
+    data[:, 0] = -3.0  # one point exactly at the edge for rows whose location is -3
+    theta = np.array([[1.3, data[0].min() - 0.5, 0.8],  # all inside
+                      [0.7, -3.0, 1.1],   # one point at the edge, c < 1
+                      [1.0, -3.0, 1.1],   # at the edge with c = 1: kept
+                      [2.5, -3.0, 0.9],   # at the edge, c > 1
+                      [1.8, np.median(data[4]), 0.6],  # half the points below the support
+                      [400.0, data[5].min() - 1.0, 1e-3],  # x**c overflows
+                      [-1.0, -5.0, 1.0],  # non-positive shape
+                      [1.2, -5.0, 0.0]])  # non-positive scale
+    expected = np.array([weibull_min._penalized_nnlf(t, d) for t, d in zip(theta, data)])
+    work = Workspace(*data.shape)
+    for rows in (np.arange(8), np.array([4, 2, 5]), np.array([1])):
+        ours = nnlf_rows(theta[rows], data[rows], work)
+        np.testing.assert_allclose(ours, expected[rows], rtol=1e-12)
+    assert np.isfinite(expected[:6]).all() and np.isinf(expected[6:]).all()
+    # SciPy's penalty (~7e4 per point) hits the edge point when c != 1, not when c = 1
+    assert expected[2] < 1e4 < expected[1] and expected[3] > 1e4
+
+
 def test_traced_gradients_follow_reloaded_weights(trained_lenet, digits, points):
     """A metric job reloads each snapshot into one model: the cached trace must see them."""
     from advfit.models.architectures import build_model

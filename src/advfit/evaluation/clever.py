@@ -7,9 +7,12 @@ with ``backend: art``), computed differently:
   ball of ``radius`` around it (clipped to [0, 1]) *once*, and reused for every
   target class (ART draws a fresh pool per target class);
 * the dual norms of grad(z_pred - z_j) at every pool point, for every class
-  j != pred, come from one traced backward pass over C-1 copies of the pools
-  of several points together, not from two gradient calls per class and per
-  10 points;
+  j != pred, come from one traced backward pass for the pools of several
+  points together, not from two gradient calls per class and per 10 points:
+  the layer chain's own pass (``evaluation.chain_gradients``: one forward
+  pass, the C-1 cotangents pushed through together) where the model is a
+  chain of layers it knows and agrees with autodiff on the first call's
+  points, else autodiff over C-1 copies of the pools;
 * each target class draws its ``nb_batches`` batch maxima from the pool
   (fresh indices per class, in class order) and they are fitted with the
   reverse Weibull as ART does (``scipy.stats.weibull_min.fit`` on the negated
@@ -70,11 +73,46 @@ _TRACED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 def _margin_norms_fn(model, n_classes: int, order):
-    """A traced function: (pool, pred) -> dual norms of grad(z_pred - z_j), shape (N, C)."""
+    """A function: (pool, pred) -> dual norms of grad(z_pred - z_j), shape (N, C)."""
     per_model = _TRACED.setdefault(model, {})
     if (n_classes, order) not in per_model:
-        per_model[(n_classes, order)] = _trace_margin_norms(model, n_classes, order)
+        per_model[(n_classes, order)] = _MarginNorms(model, n_classes, order)
     return per_model[(n_classes, order)]
+
+
+# Rows of the first call on which the chain's backward pass is checked against
+# autodiff, and the agreement required (float32 rounding is ~1e-6 relative).
+CHECK_ROWS = 64
+CHECK_RTOL = 1e-3
+
+
+class _MarginNorms:
+    """The layer chain's own backward pass (``chain_gradients``) where the model is a
+    chain it knows, checked once against autodiff on the first call's pool points;
+    autodiff over C-1 copies otherwise. ``path`` says which one runs."""
+
+    def __init__(self, model, n_classes: int, order):
+        from advfit.evaluation.chain_gradients import chain_layers, trace_chain_margin_norms
+
+        self.autodiff = _trace_margin_norms(model, n_classes, order)
+        layers = chain_layers(model)
+        self.chain = (trace_chain_margin_norms(layers, n_classes, order)
+                      if layers is not None else None)
+        self.path = "chain" if self.chain is not None else "autodiff"
+        self.checked = self.chain is None
+
+    def __call__(self, pool, pred):
+        if not self.checked:
+            self.checked = True
+            rows = slice(0, CHECK_ROWS)
+            chain = np.asarray(self.chain(pool[rows], pred[rows]))
+            reference = np.asarray(self.autodiff(pool[rows], pred[rows]))
+            tolerance = CHECK_RTOL * np.abs(reference) + 1e-6 * np.abs(reference).max()
+            if not (np.abs(chain - reference) <= tolerance).all():
+                log.warning("clever_u (advfit): the layer chain's backward pass disagrees "
+                            "with autodiff on this model; using autodiff")
+                self.chain, self.path = None, "autodiff"
+        return (self.chain if self.chain is not None else self.autodiff)(pool, pred)
 
 
 def _trace_margin_norms(model, n_classes: int, order):

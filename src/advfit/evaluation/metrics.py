@@ -197,7 +197,7 @@ def clever_u(model, x: np.ndarray, *, nb_batches: int = 500, batch_size: int = 1
     """CLEVER untargeted score of every point, by advfit's estimator or ART's.
 
     ``backend`` ``advfit``: ``advfit.evaluation.clever.clever_u_fast`` (the same
-    estimator, ball samples shared by all target classes, traced Jacobians);
+    estimator, ball samples shared by all target classes, traced margin gradients);
     ``art``: ``clever_u_art`` (``art.metrics.clever_u``, guarded). Both take
     nb_batches, batch_size, radius, norm, pool_factor, c_init and seed.
     """
