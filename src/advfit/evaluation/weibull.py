@@ -10,8 +10,9 @@ so that one likelihood evaluation is one numpy pass over every target still
 running, with x**c and (c - 1) log x taken from one log x, in buffers
 allocated once per fit (:class:`Workspace`). CLEVER fits the 9 targets of 32
 points at once: ≈ 0.03 s per point (digits LeNet-5, 500 maxima per target)
-where 9 separate fits take ≈ 0.15 s and SciPy's ``weibull_min.fit`` ≈ 0.3 s. Most fits stop at fmin's 600 evaluations without
-converging, in ART's call as here (33 of 54 sampled targets).
+where 9 separate fits take ≈ 0.15 s and SciPy's ``weibull_min.fit`` ≈ 0.3 s.
+Most fits stop at fmin's 600 evaluations without converging, in ART's call
+as here (33 of 54 sampled targets).
 
 Not bit-identical to SciPy in the likelihood's last bits (exp(c log x) is not
 ``pow``'s rounding), but the simplex moves by the same arithmetic and only
@@ -103,7 +104,8 @@ def nnlf_rows(theta: np.ndarray, data: np.ndarray, work: Workspace | None = None
     log_x, power, outside = work.log_x[:m], work.power[:m], work.outside[:m]
     with np.errstate(all="ignore"):
         np.divide(np.subtract(data, loc[:, None], out=log_x), scale[:, None], out=log_x)  # x
-        np.logical_not(np.greater(log_x, 0, out=outside), out=outside)  # below the support, at its edge, or NaN
+        # below the support, at its edge, or NaN
+        np.logical_not(np.greater(log_x, 0, out=outside), out=outside)
         rows_outside = np.flatnonzero(outside.any(axis=1))
         unit = rows_outside[c[rows_outside] == 1]
         edge = log_x[unit] == 0  # x = 0 with c = 1: SciPy keeps it (xlogy(0, 0) = 0)
