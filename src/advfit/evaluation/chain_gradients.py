@@ -104,7 +104,7 @@ def trace_chain_margin_norms(layers: list, n_classes: int, order):
 
     @tf.function(reduce_retracing=True)
     def margin_norms(pool, pred):
-        from advfit.evaluation.clever import _other_classes
+        from advfit.evaluation.clever import _other_classes, norm_table
 
         steps = _forward(layers, pool)
         n = tf.shape(pool)[0]
@@ -115,15 +115,7 @@ def trace_chain_margin_norms(layers: list, n_classes: int, order):
         for step in reversed(_folded(steps)):
             grad = step(grad)
         grad = tf.reshape(grad, (n_copies, n, -1))
-        if order == 2:
-            norms = tf.norm(grad, axis=2)
-        elif order == 1:
-            norms = tf.reduce_sum(tf.abs(grad), axis=2)
-        else:
-            norms = tf.reduce_max(tf.abs(grad), axis=2)
-        rows = tf.repeat(tf.range(n)[tf.newaxis], n_copies, axis=0)
-        index = tf.stack([tf.reshape(rows, [-1]), tf.reshape(tf.transpose(others), [-1])], 1)
-        return tf.scatter_nd(index, tf.reshape(norms, [-1]), tf.stack([n, n_classes]))
+        return norm_table(grad, tf.reshape(tf.transpose(others), [-1]), n_classes, order)
 
     return margin_norms
 

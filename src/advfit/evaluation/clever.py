@@ -136,18 +136,26 @@ def _trace_margin_norms(model, n_classes: int, order):
             margins = tf.reduce_sum(tf.gather(logits, own, axis=1, batch_dims=1)
                                     - tf.gather(logits, target, axis=1, batch_dims=1))
         grads = tf.reshape(tape.gradient(margins, tiled), (n_classes - 1, n, -1))
-        if order == 2:
-            norms = tf.norm(grads, axis=2)
-        elif order == 1:
-            norms = tf.reduce_sum(tf.abs(grads), axis=2)
-        else:
-            norms = tf.reduce_max(tf.abs(grads), axis=2)
-        # back to (N, C), with 0 in the column of the predicted class
-        rows = tf.repeat(tf.range(n)[tf.newaxis], n_classes - 1, axis=0)
-        index = tf.stack([tf.reshape(rows, [-1]), target], axis=1)
-        return tf.scatter_nd(index, tf.reshape(norms, [-1]), tf.stack([n, n_classes]))
+        return norm_table(grads, target, n_classes, order)
 
     return margin_norms
+
+
+def norm_table(grads, target, n_classes: int, order):
+    """(C-1, N, D) margin gradients, copy k for the classes ``target[k*N:(k+1)*N]``
+    -> (N, C) dual norms, with 0 in the column of the predicted class."""
+    import tensorflow as tf
+
+    if order == 2:
+        norms = tf.norm(grads, axis=2)
+    elif order == 1:
+        norms = tf.reduce_sum(tf.abs(grads), axis=2)
+    else:
+        norms = tf.reduce_max(tf.abs(grads), axis=2)
+    n = tf.shape(grads)[1]
+    rows = tf.repeat(tf.range(n)[tf.newaxis], n_classes - 1, axis=0)
+    index = tf.stack([tf.reshape(rows, [-1]), target], axis=1)
+    return tf.scatter_nd(index, tf.reshape(norms, [-1]), tf.stack([n, n_classes]))
 
 
 def activation_floats(model) -> int:
