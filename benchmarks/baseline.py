@@ -80,7 +80,8 @@ def run(configfile: Path, threads: int, outdir: Path) -> None:
         from advfit.runtime.seeds import job_seed
         from advfit.statistics.selection import best_epoch
         from advfit.data.splits import make_splits
-        from advfit.runtime.layout import snapshot_name
+        from advfit.runtime.layout import list_snapshots, snapshot_name
+        from advfit.runtime.snapshot_folder import write_manifest
         from advfit.models.label_noise import training_labels
         from advfit.models.training import train_regime
 
@@ -111,6 +112,7 @@ def run(configfile: Path, threads: int, outdir: Path) -> None:
                 history = train_regime(model, regime_spec, data.take(split["train"]),
                                        data.take(split["validation"]), data.take(split["test"]),
                                        run_dir / "snapshots", seed=seed, train_labels=y_train)
+                write_manifest(run_dir / "snapshots", regime_spec["epochs"])  # as train_model
                 metric = cfg["best_snapshot"]["metric"]
                 best = best_epoch(history, metric)
                 best_rows.append({"dataset": dataset, "model": model_name, "regime": regime,
@@ -155,10 +157,9 @@ def run(configfile: Path, threads: int, outdir: Path) -> None:
                     keras.utils.set_random_seed(seed)
                     x, y = data.take(metric_sample(split["test"], metric_spec["n_points"], seed))
                     folder = outdir / dataset / model_name / regime / f"split{i}" / "snapshots"
-                    epochs = sorted(int(p.name[6:9]) for p in folder.glob("epoch_*.weights.h5"))
                     model = build_model(model_name, data.x.shape[1:], data.n_classes)
                     frame = pd.DataFrame(metrics_by_epoch(
-                        model, {e: folder / snapshot_name(e) for e in epochs}, x, y,
+                        model, list_snapshots(folder), x, y,
                         metric_spec["metrics"], seed))
                     for j, (key, value) in enumerate([("dataset", dataset), ("model", model_name),
                                                       ("regime", regime), ("split", i)]):

@@ -63,4 +63,7 @@ def trained_lenet(digits, tmp_path_factory):
     validation = digits.take(digits.official_train[1000:])
     test = digits.take(digits.official_test)
     history = train_regime(model, regime, train, validation, test, snapshot_dir)
+    from advfit.runtime.snapshot_folder import write_manifest
+
+    write_manifest(snapshot_dir, regime["epochs"])  # sealed, as train_model seals its folder
     return model, history, snapshot_dir

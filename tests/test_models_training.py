@@ -31,7 +31,9 @@ def test_unknown_model_is_refused():
 
 def test_training_writes_one_snapshot_per_epoch(trained_lenet):
     _, history, snapshot_dir = trained_lenet
-    assert sorted(p.name for p in snapshot_dir.iterdir()) == [snapshot_name(e) for e in (1, 2, 3)]
+    # One file per epoch and the manifest that seals the folder (as train_model's).
+    assert sorted(p.name for p in snapshot_dir.iterdir()) == sorted(
+        [snapshot_name(e) for e in (1, 2, 3)] + ["manifest.json"])
     assert history["epoch"].tolist() == [1, 2, 3]
     assert history["train_accuracy"].iloc[-1] > 0.8  # 3 epochs of digits is enough to learn
     assert history["test_accuracy"].between(0, 1).all()

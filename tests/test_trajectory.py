@@ -19,8 +19,11 @@ def test_chosen_epochs_always_hold_best_and_last():
     assert trajectory.chosen_epochs({"every": 3}, epochs, 4) == [3, 4, 6, 9, 10]
     assert trajectory.chosen_epochs([2], epochs, 7) == [2, 7, 10]
     assert trajectory.chosen_epochs([], epochs, 7) == [7, 10]
-    with pytest.raises(ValueError, match=r"epochs \[12\] have no snapshot"):
-        trajectory.chosen_epochs([12], epochs, 7)
+    # A listed epoch past this run's E belongs to a longer regime: not this run's.
+    assert trajectory.chosen_epochs([2, 12], epochs, 7) == [2, 7, 10]
+    # One inside 1..E without its snapshot means the folder is not the run.
+    with pytest.raises(ValueError, match=r"epochs \[5\] have no snapshot"):
+        trajectory.chosen_epochs([5], [e for e in epochs if e != 5], 7)
 
 
 def test_point_sample_is_seeded_sorted_and_bounded():
@@ -214,8 +217,8 @@ BAD_VIEWS = [
     ({"snapshot_attacks": {"attacks": ["pgd"], "n_points": 0}}, "snapshot_attacks.n_points"),
     ({"snapshot_attacks": {"attacks": ["pgd"], "n_points": 10, "snapshots": [0, 3]}},
      "snapshot_attacks.snapshots"),
-    ({"snapshot_attacks": {"attacks": ["pgd"], "n_points": 10, "snapshots": [21]}},
-     "snapshot_attacks.snapshots"),  # normal has 20 epochs
+    ({"snapshot_attacks": {"attacks": ["pgd"], "n_points": 10, "snapshots": [26]}},
+     "snapshot_attacks.snapshots"),  # past normal's 20 and overfit's 25 epochs
     ({"snapshot_attacks": {"attacks": ["pgd"], "n_points": 10, "snapshots": {"every": 0}}},
      "snapshot_attacks.snapshots"),
     ({"snapshot_attacks": {"attacks": ["pgd"]}}, "snapshot_attacks.n_points"),

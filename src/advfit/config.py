@@ -17,6 +17,7 @@ import yaml
 from jsonschema import Draft202012Validator
 
 from advfit.data.datasets import BUILT_IN, dataset_info
+from advfit.limits import cap_problems, cost_problems
 from advfit.plugin_check import plugin_problems
 from advfit.data.sources import local_folder
 
@@ -87,6 +88,48 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
     return check_config(config)
 
 
+# YAML aliases let a few lines stand for billions of values (an "alias bomb"):
+# every later walk of the config would hang. No real config comes near this.
+MAX_CONFIG_VALUES = 100_000
+
+
+def expansion_problem(config: Any) -> str | None:
+    """A message if ``config``, with every alias expanded, holds more than
+    :data:`MAX_CONFIG_VALUES` values or refers to itself; it names the first key,
+    from the top, whose value is shared by aliases. Shared values are sized once."""
+    sizes: dict[int, float] = {}
+    references: dict[int, int] = {}
+
+    def size(node, open_ids=frozenset()) -> float:
+        if not isinstance(node, (dict, list)):
+            return 1
+        if id(node) in open_ids:
+            return math.inf  # a value that contains itself
+        if id(node) not in sizes:
+            children = list(node.values() if isinstance(node, dict) else node)
+            for child in children:
+                references[id(child)] = references.get(id(child), 0) + 1
+            inner = open_ids | {id(node)}
+            sizes[id(node)] = 1 + math.fsum(size(child, inner) for child in children)
+        return sizes[id(node)]
+
+    total = size(config)
+    if total <= MAX_CONFIG_VALUES:
+        return None
+    path, node = [], config
+    while isinstance(node, (dict, list)) and node:  # down the largest branch to an alias
+        items = node.items() if isinstance(node, dict) else enumerate(node)
+        key, node = max(items, key=lambda item: sizes.get(id(item[1]), 1))
+        path.append(key)
+        if references.get(id(node), 0) > 1 or len(path) > 20:
+            break
+    while len(path) > 1 and isinstance(path[-1], int):  # name the key, not a list position
+        path.pop()
+    what = "refers to itself" if not math.isfinite(total) else f"expands to {total:.3g} values"
+    return (f"config key '{_key(path)}': the config {what} through YAML aliases (& and *); "
+            f"a config holds at most {MAX_CONFIG_VALUES} values")
+
+
 def check_schema(config: dict[str, Any]) -> dict[str, Any]:
     """Step 1: a normalised copy of ``config`` (attack ``method`` from its name) if it
     has the schema's structure, types and ranges; else :class:`ConfigError` naming
@@ -94,6 +137,8 @@ def check_schema(config: dict[str, Any]) -> dict[str, Any]:
     JSON Schema's words)."""
     if not isinstance(config, dict):
         raise ConfigError("config must be a mapping of keys to values")
+    if problem := expansion_problem(config):
+        raise ConfigError(f"invalid configuration:\n  {problem}")
     config = _normalise(config)
     # JSON Schema's bounds compare false against NaN, so NaN and inf pass
     # every minimum and maximum: refuse them first, whatever the key.
@@ -174,6 +219,9 @@ def _semantic_problems(config: dict) -> list[str]:
         if wanted is not None and wanted > getattr(info, f"n_{part}"):
             problems.append(f"config key 'dataset.subset.{part}': {wanted} is larger than the "
                             f"{part} part of {spec['name']} ({getattr(info, f'n_{part}')})")
+        if wanted is not None and wanted < info.n_classes:
+            problems.append(f"config key 'dataset.subset.{part}': {wanted} images cannot hold "
+                            f"one of each of the {info.n_classes} classes of {spec['name']}")
     if config["model"]["name"] == "inception_v3" and min(info.image_shape[:2]) < 75:
         problems.append(f"config key 'model.name': inception_v3 needs images of at least "
                         f"75x75, {spec['name']} has {info.image_shape[0]}x{info.image_shape[1]}")
@@ -194,6 +242,9 @@ def _semantic_problems(config: dict) -> list[str]:
     problems += _knn_problems(config)
     problems += _trajectory_problems(config, info)
     problems += _statistics_problems(config)
+    problems += cap_problems(config)  # counts past limits.max_*
+    if not problems:  # the run's estimated cost, once its parts are known to fit together
+        problems += cost_problems(config, info)
     if not problems:  # the custom model and plugin attacks, checked in a child process
         problems += plugin_problems(config, info.image_shape, info.n_classes)
     metrics = config.get("robustness_metrics")
@@ -269,13 +320,13 @@ def _trajectory_problems(config: dict, info) -> list[str]:
                 problems.append(f"config key '{section}.attacks': unknown attack {name!r}; "
                                 f"defined: {', '.join(config['attacks'])}")
         choice = spec.get(choice_key, "all")
-        if isinstance(choice, list):
-            shortest = min(last_epochs, key=last_epochs.get)
-            beyond = [e for e in choice if e > last_epochs[shortest]]
+        if isinstance(choice, list):  # each regime takes the listed epochs it has
+            longest = max(last_epochs, key=last_epochs.get)
+            beyond = [e for e in choice if e > last_epochs[longest]]
             if beyond:
                 problems.append(f"config key '{section}.{choice_key}': epochs {beyond} are past "
-                                f"the last epoch of regime {shortest} "
-                                f"({last_epochs[shortest]}); epochs run from 1 to E")
+                                f"the last epoch of every regime (the longest, {longest}, has "
+                                f"{last_epochs[longest]}); epochs run from 1 to E")
         if section == "snapshot_attacks" and spec["n_points"] > info.n_test:
             problems.append(f"config key 'snapshot_attacks.n_points': {spec['n_points']} is "
                             f"larger than the test set of {config['dataset']['name']} "
@@ -337,7 +388,7 @@ def read_yaml(path: str | Path) -> Any:
     loader = _StrictLoader(text)
     loader.name = str(path)
     try:
-        return loader.get_single_data()
+        data = loader.get_single_data()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -347,7 +398,41 @@ def read_yaml(path: str | Path) -> Any:
         raise ConfigError(f"config file {path}: not valid YAML ({exc})") from None
     finally:
         loader.dispose()
+    if problem := expansion_problem(data):
+        raise ConfigError(f"config file {path}: {problem}")
+    return data
 
 
 def load_config(path: str | Path) -> dict[str, Any]:
     return validate_config(read_yaml(path) or {})
+
+
+def _main(argv: list[str]) -> int:
+    """``python -m advfit.config FILE ...``: check config files as the workflow would.
+
+    Snakemake parses a ``--configfile`` itself before the workflow starts, and
+    for a file that is not YAML (or is empty) it says only "Config file is not
+    valid JSON or YAML"; this names the file, line and column."""
+    import sys
+
+    if not argv:
+        print("usage: python -m advfit.config CONFIG.yaml [...]", file=sys.stderr)
+        return 2
+    failed = 0
+    for path in argv:
+        try:
+            data = read_yaml(path)
+            if data is None:
+                raise ConfigError(f"config file {path} is empty")
+            validate_config(data)
+            print(f"{path}: ok")
+        except ConfigError as error:
+            print(f"{path}: {error}", file=sys.stderr)
+            failed += 1
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(_main(sys.argv[1:]))

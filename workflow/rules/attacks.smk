@@ -1,3 +1,5 @@
+
+
 rule craft_adversarial_set:
     input:
         data="results/{dataset}/data.npz",
@@ -19,6 +21,8 @@ rule craft_adversarial_set:
     params:
         attack=lambda w: config["attacks"][w.attack],
         attack_source=lambda w: ATTACK_SOURCES.get(w.attack),
+        # The limit of one plugin call; CallLimit: changing it reruns nothing.
+        plugin_timeout=CallLimit(config["limits"]["plugin_timeout_s"]),
         model=config["model"],
         subset_size=config["attack_subset_size"],
         seed=config["seed"],

@@ -2,7 +2,7 @@ from snakemake.utils import validate
 
 from advfit.config import ConfigError, check_config, check_schema
 from advfit.data.datasets import PREPARED_LAYOUT
-from advfit.runtime.plugins import attack_sources, model_source
+from advfit.runtime.plugins import CallLimit, attack_sources, model_source
 
 # Validate before any job is scheduled, in three steps: (1) every structural
 # problem at once, each naming its key (NaN and inf too); (2) the schema's
@@ -155,6 +155,20 @@ def trajectory_outputs():
     return outputs
 
 
+def curves_outputs():
+    """Robustness curves (workflow/rules/curves.smk); none without robustness_curves."""
+    if not config.get("robustness_curves"):
+        return []
+    return ["results/tables/whitebox_curves.csv"] + figures("whitebox_curves")
+
+
+def sanity_outputs():
+    """Gradient-masking flags (workflow/rules/sanity.smk); none without sanity_checks."""
+    if not config.get("sanity_checks"):
+        return []
+    return ["results/tables/sanity_flags.csv"]
+
+
 def metric_outputs():
     if not config.get("robustness_metrics"):
         return []
@@ -165,6 +179,8 @@ def final_outputs():
     return (
         knn_outputs()
         + metric_outputs()
+        + curves_outputs()
+        + sanity_outputs()
         + trajectory_outputs()
         + [
             "results/tables/accuracy.csv",

@@ -44,6 +44,8 @@ rule craft_knn_adversarial_set:
         model=config["model"],
         attack=lambda w: config["attacks"][w.attack],
         attack_source=lambda w: ATTACK_SOURCES.get(w.attack),
+        # The limit of one plugin call; CallLimit: changing it reruns nothing.
+        plugin_timeout=CallLimit(config["limits"]["plugin_timeout_s"]),
         subset_size=config["attack_subset_size"],
         seed=config["seed"],
     script:

@@ -22,6 +22,8 @@ rule attack_snapshots:
         model=config["model"],
         attack=lambda w: config["attacks"][w.attack],
         attack_source=lambda w: ATTACK_SOURCES.get(w.attack),
+        # The limit of one plugin call; CallLimit: changing it reruns nothing.
+        plugin_timeout=CallLimit(config["limits"]["plugin_timeout_s"]),
         seed=config["seed"],
         batch_size=config["evaluation"]["batch_size"],
         l2_convention=config["distances"]["l2_convention"],
@@ -55,6 +57,8 @@ rule evaluate_transfer_matrix:
         model=config["model"],
         attack=lambda w: config["attacks"][w.attack],
         attack_source=lambda w: ATTACK_SOURCES.get(w.attack),
+        # The limit of one plugin call; CallLimit: changing it reruns nothing.
+        plugin_timeout=CallLimit(config["limits"]["plugin_timeout_s"]),
         subset_size=config["attack_subset_size"],
         seed=config["seed"],
         batch_size=config["evaluation"]["batch_size"],

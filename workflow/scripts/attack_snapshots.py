@@ -26,19 +26,20 @@ with job_log(snakemake.log[0]) as log:
     from advfit.models.architectures import build_model
     from advfit.evaluation.trajectory import (attack_snapshot, chosen_epochs, chunked, fingerprint,
                                               point_sample, stack_chunks, whitebox_row)
-    from advfit.runtime.layout import list_snapshots
+    from advfit.runtime.snapshot_folder import open_snapshots
 
     spec = snakemake.params.spec
     data = load_prepared(snakemake.input.data)
     split = load_npz(snakemake.input.split)
     best = load_json(snakemake.input.best)["best_epoch"]
-    snapshots = list_snapshots(snakemake.input.snapshots)
+    snapshots = open_snapshots(snakemake.input.snapshots)  # sealed; files checked on reading
     epochs = chosen_epochs(spec["snapshots"], list(snapshots), best)
     # One sample of test points per split: the same for every regime and snapshot.
     points_seed = job_seed(snakemake.params.seed, w.dataset, w.split, "snapshot_attacks")
     points = point_sample(split["test"], spec["n_points"], points_seed)
     x, y = data.take(points)
-    attack = AttackSpec.from_config(w.attack, snakemake.params.attack)
+    attack = AttackSpec.from_config(w.attack, snakemake.params.attack,
+                                    timeout_s=snakemake.params.plugin_timeout.seconds)
     model = build_model(snakemake.params.model, data.image_shape, data.n_classes)
 
     def compute(epoch):

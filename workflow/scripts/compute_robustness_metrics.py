@@ -22,7 +22,7 @@ with job_log(snakemake.log[0]) as log:
 
     from advfit.data.datasets import load_prepared
     from advfit.runtime.io import load_npz, save_csv
-    from advfit.runtime.layout import list_snapshots
+    from advfit.runtime.snapshot_folder import open_snapshots
     from advfit.models.architectures import build_model
     from advfit.evaluation.snapshot_metrics import metric_sample, metrics_by_epoch
 
@@ -33,7 +33,7 @@ with job_log(snakemake.log[0]) as log:
     x, y = data.take(points)
     snapshot_dir = Path(snakemake.input.snapshots)
     model = build_model(snakemake.params.model, data.image_shape, data.n_classes)
-    rows = metrics_by_epoch(model, list_snapshots(snapshot_dir), x, y,
+    rows = metrics_by_epoch(model, open_snapshots(snapshot_dir), x, y,
                             spec["metrics"], seed, spec.get("clever_repeats", 1),
                             snakemake.params.confidence)
     table = pd.DataFrame(rows)

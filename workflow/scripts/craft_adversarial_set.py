@@ -7,8 +7,6 @@ handoff()
 from advfit.jobs import job_log
 
 with job_log(snakemake.log[0]) as log:
-    from pathlib import Path
-
     from advfit import runtime
     from advfit.runtime.seeds import job_seed
 
@@ -20,14 +18,17 @@ with job_log(snakemake.log[0]) as log:
     from advfit.attacks import AttackSpec
     from advfit.data.datasets import load_prepared
     from advfit.runtime.io import load_json, load_npz, meta_to_array, save_npz, versions
+    from advfit.runtime.snapshot_folder import open_snapshots
     from advfit.models.architectures import build_model
 
     data = load_prepared(snakemake.input.data)
     test_index = load_npz(snakemake.input.split)["test"]
     best = load_json(snakemake.input.best)
     model = build_model(snakemake.params.model, data.image_shape, data.n_classes)
-    model.load_weights(Path(snakemake.input.snapshots) / best["snapshot"])
-    attack = AttackSpec.from_config(w.attack, snakemake.params.attack)
+    # The sealed folder (manifest) and the best snapshot's checksum, checked on reading.
+    model.load_weights(open_snapshots(snakemake.input.snapshots)[best["best_epoch"]])
+    attack = AttackSpec.from_config(w.attack, snakemake.params.attack,
+                                    timeout_s=snakemake.params.plugin_timeout.seconds)
     x_test, y_test = data.take(test_index)
     # The same test samples for every attack of this split x regime.
     source_seed = job_seed(snakemake.params.seed, w.dataset, w.model, w.regime, w.split, "sources")

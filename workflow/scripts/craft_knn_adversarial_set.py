@@ -7,8 +7,6 @@ handoff()
 from advfit.jobs import job_log
 
 with job_log(snakemake.log[0]) as log:
-    from pathlib import Path
-
     from advfit import runtime
     from advfit.runtime.seeds import job_seed
 
@@ -19,6 +17,7 @@ with job_log(snakemake.log[0]) as log:
     from advfit.attacks import AttackSpec
     from advfit.data.datasets import load_prepared
     from advfit.runtime.io import load_json, load_npz, meta_to_array, save_npz, versions
+    from advfit.runtime.snapshot_folder import open_snapshots
     from advfit.knn.experiment import SplitKnn, arrays_to_predictions, craft_knn_adversarial_set
     from advfit.models.architectures import build_model
 
@@ -28,9 +27,11 @@ with job_log(snakemake.log[0]) as log:
     test_predictions = arrays_to_predictions(load_npz(snakemake.input.test_predictions))
     best = load_json(snakemake.input.best)
     model = build_model(snakemake.params.model, data.image_shape, data.n_classes)
-    model.load_weights(Path(snakemake.input.snapshots) / best["snapshot"])
+    # The sealed folder (manifest) and the best snapshot's checksum, checked on reading.
+    model.load_weights(open_snapshots(snakemake.input.snapshots)[best["best_epoch"]])
     classifier = SplitKnn.from_spec(data, split, spec)
-    attack = AttackSpec.from_config(w.attack, snakemake.params.attack)
+    attack = AttackSpec.from_config(w.attack, snakemake.params.attack,
+                                    timeout_s=snakemake.params.plugin_timeout.seconds)
     x_test, y_test = data.take(split["test"])
     arrays = craft_knn_adversarial_set(model, classifier, x_test, y_test, split["test"],
                                        test_predictions[spec["z"]], attack,

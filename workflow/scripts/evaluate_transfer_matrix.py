@@ -26,16 +26,17 @@ with job_log(snakemake.log[0]) as log:
     from advfit.runtime.io import load_json, load_npz, meta_to_array, save_csv, save_npz, versions
     from advfit.models.architectures import build_model
     from advfit.evaluation.trajectory import chosen_epochs, chunked, evaluate_sets, fingerprint
-    from advfit.runtime.layout import list_snapshots
+    from advfit.runtime.snapshot_folder import open_snapshots
 
     spec = snakemake.params.spec
     data = load_prepared(snakemake.input.data)
     test_index = load_npz(snakemake.input.split)["test"]
     best = load_json(snakemake.input.best)["best_epoch"]
-    snapshots = list_snapshots(snakemake.input.snapshots)
+    snapshots = open_snapshots(snakemake.input.snapshots)  # sealed; files checked on reading
     craft_epochs = chosen_epochs(spec["craft_epochs"], list(snapshots), best)
     craft_epochs = sorted(set(craft_epochs) | {min(snapshots)})
-    attack = AttackSpec.from_config(w.attack, snakemake.params.attack)
+    attack = AttackSpec.from_config(w.attack, snakemake.params.attack,
+                                    timeout_s=snakemake.params.plugin_timeout.seconds)
     x_test, y_test = data.take(test_index)
     model = build_model(snakemake.params.model, data.image_shape, data.n_classes)
     # The same draw of sources as the adversarial set crafted at M.

@@ -7,11 +7,11 @@ handoff()
 from advfit.jobs import job_log
 
 with job_log(snakemake.log[0]) as log:
-    import shutil
     from pathlib import Path
 
     from advfit import runtime
     from advfit.runtime.seeds import job_seed
+    from advfit.runtime.snapshot_folder import exclusive, publish
 
     w = snakemake.wildcards
     seed = job_seed(snakemake.params.seed, w.dataset, w.model, w.regime, w.split)
@@ -35,14 +35,18 @@ with job_log(snakemake.log[0]) as log:
     # not know the staging folder, so a killed job leaves it behind, with a
     # training state after each epoch: the rerun continues from the last
     # complete epoch, bit-identically (a changed regime or seed starts afresh).
+    # The folder is sealed with a manifest (every epoch's SHA-256) that every
+    # consumer checks. One job at a time writes it: a second snakemake run
+    # started on the same results (e.g. after --unlock under a live one) fails
+    # here instead of interleaving its epochs with the first's.
     final = Path(snakemake.output.snapshots)
     staging = final.with_name(final.name + ".partial")
-    # With adversarial_training, it trains on PGD AEs crafted batch by batch.
-    history = train_regime(model, snakemake.params.regime, train,
-                           data.take(split["validation"]), data.take(split["test"]), staging,
-                           seed=seed, train_labels=train_labels, resume=True)
-    shutil.rmtree(final, ignore_errors=True)
-    staging.rename(final)
+    with exclusive(final.with_name(".snapshots.lock"), f"snapshot folder {final}"):
+        # With adversarial_training, it trains on PGD AEs crafted batch by batch.
+        history = train_regime(model, snakemake.params.regime, train,
+                               data.take(split["validation"]), data.take(split["test"]),
+                               staging, seed=seed, train_labels=train_labels, resume=True)
+        publish(staging, final, int(snakemake.params.regime["epochs"]), seed=seed)
     save_json(snakemake.output.meta, {
         "dataset": w.dataset, "model": w.model, "regime": w.regime, "split": w.split,
         "regime_spec": snakemake.params.regime, "seed": seed,

@@ -50,11 +50,15 @@ def dataset_info(spec: dict) -> DatasetInfo:
     """Sizes and shape of the dataset ``spec`` describes, read cheaply for user data.
 
     ``subset`` sizes replace the full ones. Raises FileNotFoundError or
-    ValueError for a user path that cannot be used.
+    ValueError for a path that cannot be used: the labels of a local copy of a
+    built-in dataset and of a user's npz are read and checked here, so that a
+    bad label is refused by the configuration check, before any job runs.
     """
     name = spec["name"]
     if name in DATASETS:
         info = DATASETS[name]
+        if name in BUILT_IN and spec.get("path"):
+            _check_local_labels(name, spec["path"])
     elif name == "npz":
         info = _npz_info(spec["path"])
     else:
@@ -65,31 +69,42 @@ def dataset_info(spec: dict) -> DatasetInfo:
                        info.n_classes, info.image_shape)
 
 
+def _check_local_labels(name: str, path: str) -> None:
+    """The label values of a local copy, where they lie in files small enough to read here.
+
+    A copy used with ``verify: false`` (or its own sha256) is not the canonical
+    one, so a label past the class count could reach training as an extra class;
+    the label reader refuses it naming the file. CIFAR-10's labels sit inside
+    its 180 MB of pickles: the reader checks them when the data is prepared.
+    """
+    from advfit.data import sources
+
+    src = sources.source(name)
+    if src.labels is not None:
+        src.labels(sources.local_folder(src, path))
+
+
 def _npz_info(path: str) -> DatasetInfo:
-    with np.load(path, allow_pickle=False) as data:
-        missing = {"x_train", "y_train", "x_test", "y_test"} - set(data.files)
-        if missing:
-            raise ValueError(f"{path} lacks the array(s) {sorted(missing)}")
-        y_train, y_test = data["y_train"], data["y_test"]
-        shape = data["x_train"].shape[1:]
-    shape = tuple(shape) + (1,) if len(shape) == 2 else tuple(shape)
-    n_classes = int(max(y_train.max(initial=0), y_test.max(initial=0))) + 1
-    return DatasetInfo(len(y_train), len(y_test), n_classes, shape)
+    from advfit.data.formats import user_npz_summary
+
+    return DatasetInfo(*user_npz_summary(path))
 
 
 def _image_folder_info(spec: dict) -> DatasetInfo:
-    from advfit.data.formats import list_class_folders
+    from advfit.data.formats import check_class_count, list_class_folders
 
     root = Path(spec["path"])
     size = int(spec["size"])
     if (root / "train").is_dir() and (root / "test").is_dir():
         train, test = list_class_folders(root / "train"), list_class_folders(root / "test")
         n_train, n_test = (sum(map(len, part.values())) for part in (train, test))
+        check_class_count(root, list(train))
         n_classes = len(train)
     else:
         if "test_fraction" not in spec:
             raise ValueError(f"{root} has no train/ and test/ folders: give dataset.test_fraction")
         classes = list_class_folders(root)
+        check_class_count(root, list(classes))
         total = sum(map(len, classes.values()))
         n_test = sum(int(np.ceil(len(v) * spec["test_fraction"])) for v in classes.values())
         n_train, n_classes = total - n_test, len(classes)
@@ -133,6 +148,9 @@ def read_dataset(spec: dict, folder: str | None = None) -> dict[str, np.ndarray]
                                            spec.get("test_fraction"), IMAGE_FOLDER_TEST_SEED)
     else:
         raise ValueError(f"unknown dataset {name!r}; known: digits, {', '.join(BUILT_IN + USER)}")
+    if name in DATASETS:  # before the subset: a stratified draw fails on a stray label unnamed
+        for key in ("y_train", "y_test"):
+            check_labels(arrays[key], f"{name}: {key}", DATASETS[name].n_classes)
     arrays = take_subset(arrays, spec.get("subset") or {})
     check_arrays(arrays, name)
     return arrays
@@ -144,7 +162,11 @@ def load_dataset(name: str) -> dict[str, np.ndarray]:
 
 
 def take_subset(arrays: dict[str, np.ndarray], subset: dict) -> dict[str, np.ndarray]:
-    """A fixed, stratified subsample of the train and/or test part (for quick runs)."""
+    """A fixed, stratified subsample of the train and/or test part (for quick runs).
+
+    Refused, naming ``dataset.subset.<part>``, when the subset cannot hold every
+    class of its part (too small, or a class too rare to be drawn).
+    """
     from sklearn.model_selection import train_test_split
 
     out = dict(arrays)
@@ -153,11 +175,29 @@ def take_subset(arrays: dict[str, np.ndarray], subset: dict) -> dict[str, np.nda
         y = arrays[f"y_{part}"]
         if n is None or n >= len(y):
             continue
-        keep, _ = train_test_split(np.arange(len(y)), train_size=int(n), stratify=y,
-                                   random_state=SUBSET_SEED)
+        where = f"dataset.subset.{part}: {n} of the {len(y)} {part} images"
+        try:
+            keep, _ = train_test_split(np.arange(len(y)), train_size=int(n), stratify=y,
+                                       random_state=SUBSET_SEED)
+        except ValueError as error:  # e.g. fewer images asked for than there are classes
+            raise ValueError(f"{where}: no stratified subset ({error})") from None
+        lost = np.setdiff1d(y, y[keep])
+        if lost.size:
+            raise ValueError(f"{where} leave class(es) {lost.tolist()} without an image; "
+                             f"ask for more images")
         keep.sort()
         out[f"x_{part}"], out[f"y_{part}"] = arrays[f"x_{part}"][keep], y[keep]
     return out
+
+
+def check_labels(labels: np.ndarray, where: str, n_classes: int) -> None:
+    """Integer labels 0..n_classes-1, or a ValueError naming ``where``, the value and position."""
+    from advfit.data.formats import FormatError, check_label_range
+
+    if labels.dtype.kind not in "iu":
+        raise FormatError(f"{where}: labels must be integers, found dtype {labels.dtype}")
+    check_label_range(where, labels, 0, n_classes - 1,
+                      f"labels must be 0..{n_classes - 1} ({n_classes} classes)")
 
 
 def check_arrays(arrays: dict[str, np.ndarray], name: str) -> None:

@@ -14,12 +14,16 @@ from __future__ import annotations
 
 import gzip
 import logging
+import math
 import os
 import pickle
+import warnings
+import zipfile
 import zlib
 from pathlib import Path
 
 import numpy as np
+from numpy.lib import format as npy_format
 
 log = logging.getLogger("advfit")
 
@@ -33,6 +37,22 @@ class FormatError(ValueError):
 def _to_unit_float(images_uint8: np.ndarray) -> np.ndarray:
     """uint8 0..255 -> float32 0..1, the scale every later step works in."""
     return images_uint8.astype(np.float32) / np.float32(255.0)
+
+
+def check_label_range(where: str, labels: np.ndarray, first: int, last: int,
+                      rule: str | None = None) -> None:
+    """Refuse a label outside ``first..last``, naming ``where``, the first such value and position.
+
+    A label past the class count would silently add classes (C = max + 1), and
+    a stratified subset would fail on it with an error that names no file.
+    """
+    bad = np.flatnonzero((labels < first) | (labels > last))
+    if not bad.size:
+        return
+    i = int(bad[0])
+    more = f", and {bad.size - 1} more" if bad.size > 1 else ""
+    raise FormatError(f"{where}: {rule or f'labels must be {first}..{last}'}, found "
+                      f"{labels.min()}..{labels.max()} (label {labels[i]} at position {i}{more})")
 
 
 def _split(x_train, y_train, x_test, y_test, class_names=None) -> dict[str, np.ndarray]:
@@ -54,6 +74,7 @@ MNIST_FILES = {
 # IDX magic: two zero bytes, the element type (0x08 = unsigned byte), the number of dims.
 IDX_IMAGES_MAGIC = 0x00000803  # 2051: uint8, 3 dims (count, rows, columns)
 IDX_LABELS_MAGIC = 0x00000801  # 2049: uint8, 1 dim (count)
+MNIST_N_CLASSES = 10  # MNIST digits and Fashion-MNIST's 10 kinds of clothing alike
 
 
 def idx_path(folder: PathLike, name: str) -> Path:
@@ -107,11 +128,29 @@ def read_idx(path: PathLike, magic: int) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, offset=header_size).reshape(dims)
 
 
+def _read_idx_labels(folder: Path, part: str) -> tuple[Path, np.ndarray]:
+    """The label file of ``part`` and its labels, checked to be 0..9."""
+    labels_path = idx_path(folder, MNIST_FILES[f"{part}_labels"])
+    labels = read_idx(labels_path, IDX_LABELS_MAGIC)
+    check_label_range(str(labels_path), labels, 0, MNIST_N_CLASSES - 1,
+                      f"labels must be 0..{MNIST_N_CLASSES - 1} (an MNIST-layout dataset has "
+                      f"{MNIST_N_CLASSES} classes)")
+    return labels_path, labels
+
+
+def read_mnist_labels(folder: PathLike) -> dict[str, np.ndarray]:
+    """The train and test labels of an MNIST-layout folder, checked; reads only the 70 kB of labels.
+
+    Cheap enough for the configuration check, which thus refuses a bad label
+    before any job runs.
+    """
+    return {f"y_{part}": _read_idx_labels(Path(folder), part)[1] for part in ("train", "test")}
+
+
 def _read_idx_part(folder: Path, part: str) -> tuple[np.ndarray, np.ndarray]:
     images_path = idx_path(folder, MNIST_FILES[f"{part}_images"])
-    labels_path = idx_path(folder, MNIST_FILES[f"{part}_labels"])
+    labels_path, labels = _read_idx_labels(folder, part)
     images = read_idx(images_path, IDX_IMAGES_MAGIC)
-    labels = read_idx(labels_path, IDX_LABELS_MAGIC)
     if len(images) != len(labels):
         raise FormatError(f"{folder}: {images_path.name} has {len(images)} images but "
                           f"{labels_path.name} {len(labels)} labels")
@@ -121,7 +160,8 @@ def _read_idx_part(folder: Path, part: str) -> tuple[np.ndarray, np.ndarray]:
 def read_mnist_idx(folder: PathLike) -> dict[str, np.ndarray]:
     """MNIST or Fashion-MNIST from the four canonical IDX files (same layout).
 
-    Returns 28x28x1 images (whatever the header's size) and the labels as stored.
+    Returns 28x28x1 images (whatever the header's size) and the labels as stored,
+    refused unless they are 0..9.
     """
     folder = Path(folder)
     x_train, y_train = _read_idx_part(folder, "train")
@@ -221,8 +261,7 @@ def read_cifar_batch(path: PathLike) -> tuple[np.ndarray, np.ndarray]:
     if labels.shape != (len(data),) or labels.dtype.kind not in "iu":
         raise FormatError(f"{path}: b'labels' must be {len(data)} integers, "
                           f"found {labels.dtype} {labels.shape}")
-    if labels.size and (labels.min() < 0 or labels.max() > 9):
-        raise FormatError(f"{path}: labels must be 0..9, found {labels.min()}..{labels.max()}")
+    check_label_range(str(path), labels, 0, 9)
     # Rows are channel-first planes: 1024 red, 1024 green, 1024 blue, each row-major 32x32.
     images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
     return images, labels.astype(np.int64)
@@ -274,7 +313,8 @@ def stl10_to_nhwc(raw: np.ndarray) -> np.ndarray:
     return raw.reshape(-1, 3, STL10_SIDE, STL10_SIDE).transpose(0, 3, 2, 1)
 
 
-def _read_stl10_part(folder: Path, part: str) -> tuple[np.ndarray, np.ndarray]:
+def _read_stl10_labels(folder: Path, part: str) -> tuple[Path, np.ndarray]:
+    """The images file of ``part`` and its labels 1..10 as stored; the images are not read."""
     images_name, labels_name = STL10_FILES[part]
     images_path, labels_path = folder / images_name, folder / labels_name
     for path in (images_path, labels_path):
@@ -290,9 +330,21 @@ def _read_stl10_part(folder: Path, part: str) -> tuple[np.ndarray, np.ndarray]:
     if len(labels) != n_images:
         raise FormatError(f"{labels_path}: {len(labels)} labels, but {images_path.name} holds "
                           f"{n_images} images: truncated or mismatched files")
-    if labels.min() < 1 or labels.max() > 10:
-        raise FormatError(f"{labels_path}: STL-10 labels are 1..10, found "
-                          f"{labels.min()}..{labels.max()}")
+    check_label_range(str(labels_path), labels, 1, 10, "STL-10 labels are 1..10")
+    return images_path, labels
+
+
+def read_stl10_labels(folder: PathLike) -> dict[str, np.ndarray]:
+    """The train and test labels of ``stl10_binary/`` as 0..9, checked; reads 13 kB, not the images.
+
+    Cheap enough for the configuration check (see :func:`read_mnist_labels`).
+    """
+    return {f"y_{part}": _read_stl10_labels(Path(folder), part)[1].astype(np.int64) - 1
+            for part in ("train", "test")}
+
+
+def _read_stl10_part(folder: Path, part: str) -> tuple[np.ndarray, np.ndarray]:
+    images_path, labels = _read_stl10_labels(folder, part)
     images = stl10_to_nhwc(np.fromfile(images_path, dtype=np.uint8))
     return _to_unit_float(images), labels.astype(np.int64) - 1
 
@@ -315,25 +367,143 @@ def read_stl10_binary(folder: PathLike) -> dict[str, np.ndarray]:
 # --------------------------------------------------------------------------- a user's npz
 
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+NPY_HEADER_READERS = {(1, 0): npy_format.read_array_header_1_0,
+                      (2, 0): npy_format.read_array_header_2_0}
+# Deflate shrinks data at most ~1032:1: an entry that claims more is corrupt or a zip bomb.
+MAX_DEFLATE_RATIO = 1032
+
+
+def _size(n_bytes: int) -> str:
+    return f"{n_bytes:,} bytes" + (f" ({n_bytes / 2**30:,.1f} GiB)" if n_bytes >= 2**30 else "")
+
+
+def _few(values: np.ndarray, limit: int = 10) -> str:
+    """``[1, 2, 3]``, cut after ``limit`` values: a message stays readable."""
+    shown = values[:limit].tolist()
+    if len(values) <= limit:
+        return str(shown)
+    return str(shown)[:-1] + f", ... ({len(values)} in all)]"
+
+
+def _not_an_npz(path: Path) -> FormatError:
+    """Why ``path``, which is not a zip archive, is no npz; its first bytes hint at what it is."""
+    with open(path, "rb") as handle:
+        head = handle.read(16)
+    if head.startswith(b"\x93NUMPY"):
+        return FormatError(f"{path}: a single .npy array, not an npz; save the arrays together "
+                           f"with numpy.savez(path, x_train=..., y_train=..., x_test=..., "
+                           f"y_test=...)")
+    return FormatError(f"{path}: not an npz file: an npz is a zip archive of .npy arrays (as "
+                       f"numpy.savez writes), and this file is not a zip archive (it starts "
+                       f"with {head!r})")
+
+
+def _npy_header(path: Path, archive: zipfile.ZipFile,
+                info: zipfile.ZipInfo) -> tuple[tuple[int, ...], np.dtype]:
+    """(shape, dtype) from one entry's .npy header, checked against the entry's size.
+
+    np.load allocates what the header declares before reading a byte of data, so
+    a header that lies (a terabyte declared) would end in a bare MemoryError.
+    """
+    key = info.filename.removesuffix(".npy")
+    with archive.open(info) as member:
+        try:
+            version = npy_format.read_magic(member)
+            if version not in NPY_HEADER_READERS:
+                raise ValueError(f"format version {version[0]}.{version[1]} is not supported")
+            shape, _, dtype = NPY_HEADER_READERS[version](member)
+        except ValueError as error:
+            raise FormatError(f"{path}: array {key}: not a valid .npy header ({error})") from None
+        header_size = member.tell()
+    if dtype.hasobject:  # pickled: its size says nothing, and loading it could run code
+        raise FormatError(f"{path}: array {key} holds Python objects (dtype {dtype}); arrays "
+                          f"must be plain numbers: advfit reads npz files with "
+                          f"allow_pickle=False and never unpickles")
+    declared = header_size + math.prod(shape) * dtype.itemsize
+    if declared != info.file_size:
+        raise FormatError(f"{path}: array {key}: its header declares {dtype} {tuple(shape)}, "
+                          f"i.e. {_size(declared)}, but the entry holds {_size(info.file_size)}: "
+                          f"truncated or corrupt")
+    if ((info.compress_type == zipfile.ZIP_STORED and info.compress_size != info.file_size)
+            or (info.compress_type == zipfile.ZIP_DEFLATED
+                and info.file_size > MAX_DEFLATE_RATIO * info.compress_size + 4096)):
+        raise FormatError(f"{path}: array {key}: the zip entry claims {_size(info.file_size)} "
+                          f"from {_size(info.compress_size)} of stored data: corrupt, or a zip "
+                          f"bomb")
+    return tuple(shape), dtype
+
+
+def npz_headers(path: PathLike) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """Shape and dtype of each array in the npz at ``path``, from the .npy headers alone.
+
+    Refuses, naming the file (and array): a file that is no zip archive, an
+    entry that is no valid .npy, an array of Python objects, and an array whose
+    header declares another size than its entry holds. Loads no array.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder, not an npz file (a folder of class "
+                                f"subfolders is dataset image_folder)")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    if not zipfile.is_zipfile(path):
+        raise _not_an_npz(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return {info.filename.removesuffix(".npy"): _npy_header(path, archive, info)
+                    for info in archive.infolist() if info.filename.endswith(".npy")}
+    except (zipfile.BadZipFile, zlib.error, EOFError) as error:
+        raise FormatError(f"{path}: corrupt npz (zip) file ({error})") from None
+
+
+def _user_npz_headers(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    headers = npz_headers(path)
+    missing = [key for key in NPZ_KEYS if key not in headers]
+    if missing:
+        raise FormatError(f"{path}: missing array(s) {', '.join(missing)}; found "
+                          f"{', '.join(headers) or 'none'} (need {', '.join(NPZ_KEYS)})")
+    return headers
+
+
+def _load_npz(path: Path, keys) -> dict[str, np.ndarray]:
+    """The arrays ``keys`` of an npz whose headers were checked; errors name file and array."""
+    arrays = {}
+    with np.load(path, allow_pickle=False) as data:
+        for key in keys:
+            try:
+                arrays[key] = data[key]
+            except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, OSError) as error:
+                raise FormatError(f"{path}: array {key} cannot be read ({type(error).__name__}: "
+                                  f"{error}); truncated or corrupt") from None
+    return arrays
+
+
+def _image_shape(name: str, shape: tuple[int, ...], dtype: np.dtype) -> tuple[int, ...]:
+    """The NHWC shape of a user's image array of ``shape`` and ``dtype``, or a FormatError.
+
+    Needs only the array's header, so the configuration check runs it too.
+    """
+    if len(shape) == 3:  # NHW: grayscale without a channel axis
+        shape = (*shape, 1)
+    if len(shape) != 4:
+        raise FormatError(f"{name}: images must be NHW or NHWC, found {len(shape)} dims {shape}"
+                          + ("; reshape flat rows to (N, H, W)" if len(shape) == 2 else ""))
+    if shape[-1] > 4 and shape[1] in (1, 3):
+        raise FormatError(f"{name}: shape {shape} looks channel-first (NCHW); "
+                          f"transpose it to NHWC, e.g. x.transpose(0, 2, 3, 1)")
+    if shape[0] == 0:
+        raise FormatError(f"{name}: no images")
+    if dtype != np.uint8 and dtype.kind != "f":
+        raise FormatError(f"{name}: dtype {dtype} not accepted; give uint8 (0..255) "
+                          f"or floats in [0, 1]")
+    return shape
 
 
 def _check_images(name: str, x: np.ndarray) -> np.ndarray:
     """A user's image array -> float32 NHWC in [0, 1], or a FormatError naming the problem."""
-    if x.ndim == 3:  # NHW: grayscale without a channel axis
-        x = x[..., np.newaxis]
-    if x.ndim != 4:
-        raise FormatError(f"{name}: images must be NHW or NHWC, found {x.ndim} dims {x.shape}"
-                          + ("; reshape flat rows to (N, H, W)" if x.ndim == 2 else ""))
-    if x.shape[-1] > 4 and x.shape[1] in (1, 3):
-        raise FormatError(f"{name}: shape {x.shape} looks channel-first (NCHW); "
-                          f"transpose it to NHWC, e.g. x.transpose(0, 2, 3, 1)")
-    if len(x) == 0:
-        raise FormatError(f"{name}: no images")
+    x = x.reshape(_image_shape(name, x.shape, x.dtype))
     if x.dtype == np.uint8:
         return _to_unit_float(x)
-    if x.dtype.kind != "f":
-        raise FormatError(f"{name}: dtype {x.dtype} not accepted; give uint8 (0..255) "
-                          f"or floats in [0, 1]")
     if not np.isfinite(x).all():
         raise FormatError(f"{name}: contains NaN or infinite values")
     low, high = float(x.min()), float(x.max())
@@ -344,7 +514,11 @@ def _check_images(name: str, x: np.ndarray) -> np.ndarray:
 
 
 def _check_labels(name: str, y: np.ndarray, n_images: int) -> np.ndarray:
-    """A user's label array -> int64 of shape (N,), or a FormatError naming the problem."""
+    """A user's label array of shape (N,), its dtype kept, or a FormatError naming the problem.
+
+    The dtype is kept until the classes are checked: uint64 labels above 2**63
+    would turn negative as int64.
+    """
     if y.ndim == 2 and y.shape[1] == 1:  # Keras' load_data() gives (N, 1)
         y = y[:, 0]
     if y.ndim != 1:
@@ -354,53 +528,105 @@ def _check_labels(name: str, y: np.ndarray, n_images: int) -> np.ndarray:
         raise FormatError(f"{name}: labels must be integers 0..C-1, found dtype {y.dtype}")
     if len(y) != n_images:
         raise FormatError(f"{name}: {len(y)} labels for {n_images} images")
-    if y.min() < 0:
-        raise FormatError(f"{name}: negative label {y.min()}; labels must be 0..C-1")
-    return y.astype(np.int64)
+    negative = np.flatnonzero(y < 0)
+    if negative.size:
+        i = int(negative[0])
+        raise FormatError(f"{name}: negative label {y[i]} at position {i}; labels must be 0..C-1")
+    return y
+
+
+def _check_classes(path: Path, y_train: np.ndarray, y_test: np.ndarray) -> int:
+    """C = max(y_train) + 1, refused unless C >= 2 and each part holds every class 0..C-1.
+
+    One stray huge label would otherwise make C huge (and surface later as an
+    impossible number of splits); a single class gives accuracy 1.0 whatever
+    is learnt; a class without training images cannot be learnt, and one
+    without test images is left out of every test measure.
+    """
+    top = int(y_train.max())
+    if top >= len(y_train):  # more classes than images: one of them has no image
+        i = int(np.argmax(y_train))
+        raise FormatError(f"{path}: y_train: label {top} at position {i} cannot be a class: "
+                          f"labels must be 0..C-1 with every class present, and "
+                          f"{len(y_train)} training images hold at most classes "
+                          f"0..{len(y_train) - 1}")
+    n_classes = top + 1
+    if n_classes < 2:
+        raise FormatError(f"{path}: y_train: every label is 0, a single class; a classifier "
+                          f"needs at least 2 classes (with one, accuracy is 1.0 whatever it "
+                          f"learns)")
+    absent = np.flatnonzero(np.bincount(y_train.astype(np.int64), minlength=n_classes) == 0)
+    if absent.size:
+        raise FormatError(f"{path}: y_train: classes {_few(absent)} of 0..{n_classes - 1} have "
+                          f"no training image; labels must be 0..C-1 with every class present")
+    if int(y_test.max()) >= n_classes:
+        i = int(np.argmax(y_test))
+        raise FormatError(f"{path}: y_test has label {y_test[i]}, but y_train only has classes "
+                          f"0..{n_classes - 1} (position {i} of y_test)")
+    absent = np.setdiff1d(np.arange(n_classes), y_test)
+    if absent.size:
+        raise FormatError(f"{path}: y_test: classes {_few(absent)} of 0..{n_classes - 1} have "
+                          f"no test image; the test part must hold every class of y_train")
+    return n_classes
+
+
+def _check_same_shape(path: Path, train: tuple[int, ...], test: tuple[int, ...]) -> None:
+    if tuple(train) != tuple(test):
+        raise FormatError(f"{path}: x_train images are {tuple(train)}, "
+                          f"x_test images {tuple(test)}")
+
+
+def _check_class_names(path: Path, shape: tuple[int, ...], dtype: np.dtype,
+                       n_classes: int) -> None:
+    if dtype.kind != "U" or tuple(shape) != (n_classes,):
+        raise FormatError(f"{path}: class_names must be {n_classes} strings, "
+                          f"found {dtype} {tuple(shape)}")
+
+
+def user_npz_summary(path: PathLike) -> tuple[int, int, int, tuple[int, ...]]:
+    """(n_train, n_test, n_classes, HWC image shape) of a user's npz, read cheaply.
+
+    Runs every check of :func:`read_user_npz` that needs no image loaded (the
+    .npy headers, the labels and classes), so that the configuration check
+    refuses a bad file before any job; only pixel values are left to the reader.
+    """
+    path = Path(path)
+    headers = _user_npz_headers(path)
+    shapes = {part: _image_shape(f"{path}: x_{part}", *headers[f"x_{part}"])
+              for part in ("train", "test")}
+    loaded = _load_npz(path, ("y_train", "y_test"))
+    y_train, y_test = (_check_labels(f"{path}: y_{part}", loaded[f"y_{part}"], shapes[part][0])
+                       for part in ("train", "test"))
+    _check_same_shape(path, shapes["train"][1:], shapes["test"][1:])
+    n_classes = _check_classes(path, y_train, y_test)
+    if "class_names" in headers:
+        _check_class_names(path, *headers["class_names"], n_classes)
+    return len(y_train), len(y_test), n_classes, shapes["train"][1:]
 
 
 def read_user_npz(path: PathLike) -> dict[str, np.ndarray]:
     """A user's ``.npz`` with x_train, y_train, x_test, y_test (and optional class_names).
 
     Images: uint8 0..255 or floats in [0, 1], NHW or NHWC. Labels: integers
-    0..C-1 with C = max(y_train) + 1, every class present in the training part,
-    no test label outside it. Never unpickles (object arrays are refused).
+    0..C-1 with C = max(y_train) + 1 >= 2, every class present in both parts,
+    no test label outside them. Never unpickles (object arrays are refused),
+    and reads each array's header before loading it.
     """
     path = Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            missing = [key for key in NPZ_KEYS if key not in data.files]
-            if missing:
-                raise FormatError(f"{path}: missing array(s) {', '.join(missing)}; found "
-                                  f"{', '.join(data.files) or 'none'} (need {', '.join(NPZ_KEYS)})")
-            raw = {key: data[key] for key in (*NPZ_KEYS, "class_names") if key in data.files}
-    except ValueError as error:
-        if isinstance(error, FormatError):
-            raise
-        # np.load says "Object arrays cannot be loaded when allow_pickle=False"
-        raise FormatError(f"{path}: {error} (arrays must be plain numbers, "
-                          f"not Python objects)") from None
+    headers = _user_npz_headers(path)
+    raw = _load_npz(path, [key for key in (*NPZ_KEYS, "class_names") if key in headers])
     arrays = {}
     for part in ("train", "test"):
-        arrays[f"x_{part}"] = _check_images(f"{path.name}: x_{part}", raw[f"x_{part}"])
-        arrays[f"y_{part}"] = _check_labels(f"{path.name}: y_{part}", raw[f"y_{part}"],
+        arrays[f"x_{part}"] = _check_images(f"{path}: x_{part}", raw[f"x_{part}"])
+        arrays[f"y_{part}"] = _check_labels(f"{path}: y_{part}", raw[f"y_{part}"],
                                             len(arrays[f"x_{part}"]))
-    if arrays["x_train"].shape[1:] != arrays["x_test"].shape[1:]:
-        raise FormatError(f"{path.name}: x_train images are {arrays['x_train'].shape[1:]}, "
-                          f"x_test images {arrays['x_test'].shape[1:]}")
-    n_classes = int(arrays["y_train"].max()) + 1
-    absent = np.setdiff1d(np.arange(n_classes), arrays["y_train"])
-    if absent.size:
-        raise FormatError(f"{path.name}: y_train: classes {absent.tolist()} of 0..{n_classes - 1} "
-                          f"have no training image; labels must be 0..C-1 with every class present")
-    if arrays["y_test"].max() >= n_classes:
-        raise FormatError(f"{path.name}: y_test has label {arrays['y_test'].max()}, "
-                          f"but y_train only has classes 0..{n_classes - 1}")
+    _check_same_shape(path, arrays["x_train"].shape[1:], arrays["x_test"].shape[1:])
+    n_classes = _check_classes(path, arrays["y_train"], arrays["y_test"])
+    arrays["y_train"], arrays["y_test"] = (arrays[f"y_{part}"].astype(np.int64)
+                                           for part in ("train", "test"))
     if "class_names" in raw:
         names = raw["class_names"]
-        if names.dtype.kind != "U" or names.shape != (n_classes,):
-            raise FormatError(f"{path.name}: class_names must be {n_classes} strings, "
-                              f"found {names.dtype} {names.shape}")
+        _check_class_names(path, names.shape, names.dtype, n_classes)
         arrays["class_names"] = names
     return arrays
 
@@ -442,13 +668,33 @@ def list_class_folders(root: Path) -> dict[str, list[Path]]:
     return found
 
 
+def check_class_count(root: Path, names: list[str]) -> None:
+    """At least 2 class folders: with one, accuracy is 1.0 whatever a model learns."""
+    if len(names) < 2:
+        raise FormatError(f"{root}: a single class folder ({', '.join(names)}); a classifier "
+                          f"needs at least 2 classes (with one, accuracy is 1.0 whatever it "
+                          f"learns)")
+
+
 def load_image(path: Path, size: int) -> np.ndarray:
-    """One image as uint8 (size, size, 3) RGB, from any mode, resized (aspect not kept)."""
+    """One image as uint8 (size, size, 3) RGB, from any mode, resized (aspect not kept).
+
+    An image of more than PIL's ``Image.MAX_IMAGE_PIXELS`` is refused as a
+    possible decompression bomb (a small file that decodes to gigabytes).
+    """
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as image:
-            rgb = image.convert("RGB")
+        with warnings.catch_warnings():
+            # PIL only warns up to twice its limit, then decodes the whole image anyway.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                rgb = image.convert("RGB")
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise FormatError(f"{path}: refused as a possible decompression bomb, more pixels "
+                          f"than PIL.Image.MAX_IMAGE_PIXELS ({Image.MAX_IMAGE_PIXELS}): {error} "
+                          f"If the image is genuine, shrink it first (advfit resizes every "
+                          f"image to {size}x{size} anyway)") from None
     except (UnidentifiedImageError, OSError) as error:
         raise FormatError(f"{path}: not a readable image ({error})") from None
     if rgb.size != (size, size):
@@ -515,6 +761,7 @@ def read_image_folder(root: PathLike, size: int, test_fraction: float | None = N
             raise FormatError(f"{root}: train/ and test/ have different classes: only in train "
                               f"{only_train}, only in test {only_test}")
         names = sorted(train_classes)
+        check_class_count(root, names)
         train_paths, y_train = _files_and_labels(train_classes, names)
         test_paths, y_test = _files_and_labels(test_classes, names)
     else:
@@ -523,6 +770,7 @@ def read_image_folder(root: PathLike, size: int, test_fraction: float | None = N
                              f"test_fraction must be between 0 and 1, got {test_fraction}")
         classes = list_class_folders(root)
         names = sorted(classes)
+        check_class_count(root, names)
         train_paths, y_train, test_paths, y_test = _stratified_split(
             classes, float(test_fraction), int(seed))
     log.info("%s: %d train and %d test images of %d classes, resized to %dx%d",

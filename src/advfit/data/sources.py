@@ -236,6 +236,9 @@ class DatasetSource:
     downloads: tuple[Download, ...]   # what to fetch: the files themselves, or one archive
     origin: str                       # the page that publishes the dataset and its checksums
     archive_members: tuple[str, ...] = ()  # extracted from the archive (paths inside it)
+    # Reads and checks the label files alone, cheaply enough for the configuration check;
+    # None where the labels sit inside the image files (CIFAR-10: checked when read).
+    labels: Callable | None = None
 
     @property
     def is_archive(self) -> bool:
@@ -326,12 +329,13 @@ FASHION_MNIST_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/
 SOURCES: dict[str, DatasetSource] = {
     "mnist": DatasetSource(
         name="mnist", folder="mnist", reader=formats.read_mnist_idx, files=MNIST_FILES,
+        labels=formats.read_mnist_labels,
         downloads=tuple(Download(f, tuple(m + f.name for m in MNIST_MIRRORS)) for f in MNIST_FILES),
         # The originals; the site now often refuses automated downloads, hence the mirrors.
         origin="http://yann.lecun.com/exdb/mnist/"),
     "fashion_mnist": DatasetSource(
         name="fashion_mnist", folder="fashion_mnist", reader=formats.read_mnist_idx,
-        files=FASHION_MNIST_FILES,
+        files=FASHION_MNIST_FILES, labels=formats.read_mnist_labels,
         downloads=tuple(Download(f, (FASHION_MNIST_URL + f.name,)) for f in FASHION_MNIST_FILES),
         origin="https://github.com/zalandoresearch/fashion-mnist"),
     "cifar10": DatasetSource(
@@ -343,6 +347,7 @@ SOURCES: dict[str, DatasetSource] = {
         archive_members=tuple(f"cifar-10-batches-py/{f.name}" for f in CIFAR10_FILES)),
     "stl10": DatasetSource(
         name="stl10", folder="stl10_binary", reader=formats.read_stl10_binary, files=STL10_FILES,
+        labels=formats.read_stl10_labels,
         downloads=(Download(STL10_ARCHIVE,
                             ("http://ai.stanford.edu/~acoates/stl10/stl10_binary.tar.gz",)),),
         origin="https://cs.stanford.edu/~acoates/stl10/",

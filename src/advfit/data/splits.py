@@ -45,8 +45,46 @@ def shuffle_splits(
 
 def make_splits(data: PooledData, method: str, n_splits: int, seed: int,
                 validation_fraction: float = 0.2) -> list[dict[str, np.ndarray]]:
-    if method == "kfold":
-        return kfold_splits(data, n_splits, seed)
-    if method == "shuffle":
-        return shuffle_splits(data, n_splits, validation_fraction, seed)
-    raise ValueError(f"unknown split method {method!r}")
+    """The ``n_splits`` splits of ``method``; refused if any training part lacks a class."""
+    if method not in ("kfold", "shuffle"):
+        raise ValueError(f"unknown split method {method!r}")
+    # k-fold draws from the official training part, shuffles from all the data
+    pool = data.official_train if method == "kfold" else np.arange(len(data.y))
+    try:
+        if method == "kfold":
+            splits = kfold_splits(data, n_splits, seed)
+        else:
+            splits = shuffle_splits(data, n_splits, validation_fraction, seed)
+    except ValueError as error:  # scikit-learn's: a class too rare to stratify
+        raise ValueError(f"{method} splits (splits.n_splits = {n_splits}): {error}; smallest "
+                         f"classes {_smallest_classes(data, pool)}") from None
+    check_every_class_trained(data, splits, pool)
+    return splits
+
+
+def _smallest_classes(data: PooledData, pool: np.ndarray, limit: int = 5) -> str:
+    """``0: 1 image, 7: 3 images``: the rarest classes among ``pool``, the likely culprits."""
+    counts = np.bincount(data.y[pool], minlength=int(data.y.max()) + 1)
+    return ", ".join(f"{c}: {counts[c]} image{'s' if counts[c] != 1 else ''}"
+                     for c in np.argsort(counts, kind="stable")[:limit].tolist())
+
+
+def check_every_class_trained(data: PooledData, splits: list[dict[str, np.ndarray]],
+                              pool: np.ndarray) -> None:
+    """Each split's training part holds every class, or a ValueError naming split and class.
+
+    ``pool``: the indices the splits draw from. Stratification does not promise
+    it: k-fold puts a class with a single training image in one fold's
+    validation set, and that split's model would never see the class
+    (scikit-learn only warns).
+    """
+    n_classes = int(data.y.max()) + 1  # only ``y`` is needed: tests pass stand-ins for the data
+    for i, split in enumerate(splits):
+        absent = np.setdiff1d(np.arange(n_classes), data.y[split["train"]])
+        if absent.size:
+            counts = np.bincount(data.y[pool], minlength=n_classes)
+            raise ValueError(
+                f"split {i}: class(es) {absent.tolist()} have no image in its training part "
+                f"(images of them that the splits draw from: "
+                f"{', '.join(str(counts[c]) for c in absent.tolist())}); every class needs at "
+                f"least 2, so that each split trains on it")

@@ -68,11 +68,12 @@ def evaluate_split(model_name: str, data, split: dict, snapshot_dir, best_epoch:
     per-example correctness of every evaluation set (:func:`correctness_matrices`),
     for the paired tests.
     """
-    from advfit.runtime.layout import NO_ATTACK, list_snapshots, snapshot_name
     from advfit.models.architectures import build_model
+    from advfit.runtime.layout import NO_ATTACK, snapshot_name
+    from advfit.runtime.snapshot_folder import open_snapshots
 
     snapshot_dir = Path(snapshot_dir)
-    snapshots = list_snapshots(snapshot_dir)
+    snapshots = open_snapshots(snapshot_dir)  # complete (manifest), each file checked on load
     if best_epoch not in snapshots:
         raise FileNotFoundError(f"best snapshot {snapshot_name(best_epoch)} missing in {snapshot_dir}")
 

@@ -39,7 +39,9 @@ def chosen_epochs(choice, epochs: list[int], best: int) -> list[int]:
     """The epochs a view covers: ``all``, ``{every: k}`` (k, 2k, ...) or a list.
 
     The first epoch (transfer matrix only adds it itself), the best epoch M
-    and the last epoch E are always included.
+    and the last epoch E are always included. A list applies to the regimes
+    that have its epochs: a run takes those up to its own E (the config check
+    refuses an epoch that no regime has).
     """
     epochs = sorted(int(e) for e in epochs)
     last = epochs[-1]
@@ -49,9 +51,9 @@ def chosen_epochs(choice, epochs: list[int], best: int) -> list[int]:
         k = int(choice["every"])
         chosen = {e for e in epochs if e % k == 0}
     else:
-        chosen = {int(e) for e in choice}
+        chosen = {int(e) for e in choice if int(e) <= last}
         missing = sorted(chosen - set(epochs))
-        if missing:
+        if missing:  # inside 1..E but without a snapshot: the folder is not the run
             raise ValueError(f"epochs {missing} have no snapshot (epochs 1..{last})")
     return sorted(chosen | {best, last})
 
