@@ -26,6 +26,8 @@ include: "workflow/rules/aggregation.smk"
 include: "workflow/rules/knn.smk"
 include: "workflow/rules/metrics.smk"
 include: "workflow/rules/trajectory.smk"
+include: "workflow/rules/curves.smk"
+include: "workflow/rules/sanity.smk"
 
 
 rule all:

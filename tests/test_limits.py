@@ -56,7 +56,7 @@ def test_caps_are_configurable(default_config):
 def test_the_cost_estimate_adds_up_the_run(default_config):
     config = validate_config(default_config)
     info = dataset_info(config["dataset"])
-    parts = {p.what: p.passes for p in cost_parts(config, info)}
+    parts = {p.what.split(" (")[0]: p.passes for p in cost_parts(config, info)}
     # 3 splits x 20 epochs x (training images + test images), by hand
     assert parts["training, regime normal"] == 3 * 20 * (info.n_train + info.n_test)
     # pgd: 20 iterations on 200 points, 3 splits x 2 regimes
@@ -65,6 +65,15 @@ def test_the_cost_estimate_adds_up_the_run(default_config):
     # white-box: epochs 5, 10, 15, 20 + M + E = 20 // 5 + 2 snapshots, 100 points, pgd's 20
     assert parts["white-box view, attack pgd, regime normal"] == 3 * 6 * 100 * 20
     assert passes_per_point({"binary_search_steps": 10, "max_iter": 10, "eps": 0.3}) == 100
+
+
+def test_adversarial_training_multiplies_the_training_cost(default_config):
+    default_config["regimes"]["normal"]["adversarial_training"] = {
+        "attack": "pgd", "eps": 0.1, "eps_iter": 0.01, "nb_iter": 50_000}
+    default_config["regimes"]["normal"]["epochs"] = 2000
+    message = _refused(default_config, "config key 'regimes.normal': the run's cost estimate is",
+                       "training, regime normal (3 splits x 2000 epochs x ")
+    assert "x (1 + 1 x 50000 PGD steps))" in message
 
 
 def test_a_run_over_its_budget_is_refused_naming_the_largest_part(default_config):

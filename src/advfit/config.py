@@ -241,6 +241,7 @@ def _semantic_problems(config: dict) -> list[str]:
         problems += budget_problems(f"attacks.{name}", attack, info.image_shape)
     problems += _knn_problems(config)
     problems += _trajectory_problems(config, info)
+    problems += _curves_problems(config, info)
     problems += _statistics_problems(config)
     problems += cap_problems(config)  # counts past limits.max_*
     if not problems:  # the run's estimated cost, once its parts are known to fit together
@@ -311,7 +312,9 @@ def _trajectory_problems(config: dict, info) -> list[str]:
     problems = []
     last_epochs = {name: r["epochs"] for name, r in config["regimes"].items()}
     for section, choice_key in (("snapshot_attacks", "snapshots"),
-                                ("transfer_matrix", "craft_epochs")):
+                                ("transfer_matrix", "craft_epochs"),
+                                ("robustness_curves", "snapshots"),
+                                ("sanity_checks", "snapshots")):
         spec = config.get(section)
         if not spec:
             continue
@@ -327,11 +330,72 @@ def _trajectory_problems(config: dict, info) -> list[str]:
                 problems.append(f"config key '{section}.{choice_key}': epochs {beyond} are past "
                                 f"the last epoch of every regime (the longest, {longest}, has "
                                 f"{last_epochs[longest]}); epochs run from 1 to E")
-        if section == "snapshot_attacks" and spec["n_points"] > info.n_test:
-            problems.append(f"config key 'snapshot_attacks.n_points': {spec['n_points']} is "
+        if section in ("snapshot_attacks", "sanity_checks") and spec["n_points"] > info.n_test:
+            problems.append(f"config key '{section}.n_points': {spec['n_points']} is "
                             f"larger than the test set of {config['dataset']['name']} "
                             f"({info.n_test} samples)")
+        if section == "sanity_checks":  # its eps within the data range
+            problems += budget_problems(section, spec, info.image_shape)
     return problems
+
+
+_L2_ONLY_CURVES = ("deepfool", "cw_l2")  # attacks that give minimal L2 norms only
+
+
+def _curves_problems(config: dict, info) -> list[str]:
+    """robustness_curves: the attack's norm and params, the grid, the points, the check."""
+    spec = config.get("robustness_curves")
+    if not spec:
+        return []
+    key = "config key 'robustness_curves"
+    attack, norm = spec["attack"], "inf" if str(spec["norm"]) == "inf" else 2
+    problems = []
+    if attack in _L2_ONLY_CURVES and norm == "inf":
+        problems.append(f"{key}.norm': {attack} is an L2 attack and gives no minimal L-inf "
+                        "norm; use norm 2, or attack fab_t for L-inf")
+    grid = list(spec["eps_grid"])
+    if grid != sorted(set(grid)):
+        problems.append(f"{key}.eps_grid': {grid} must be strictly increasing")
+    if spec["n_points"] > info.n_test:
+        problems.append(f"{key}.n_points': {spec['n_points']} is larger than the test set of "
+                        f"{config['dataset']['name']} ({info.n_test} samples)")
+    problems += _curves_params_problems(attack, spec.get("params") or {})
+    problems += _curves_check_problems(config, norm)
+    return problems
+
+
+def _curves_params_problems(attack: str, params: dict) -> list[str]:
+    """The minimal-norm attack's params, checked as an `attacks` entry of that method;
+    its norm is robustness_curves.norm, and fab_t's eps only sizes its restarts."""
+    key = "config key 'robustness_curves.params"
+    if "norm" in params:
+        return [f"{key}.norm': give the norm as robustness_curves.norm"]
+    schema = load_schema()
+    entry = {"method": attack, **params}
+    if attack == "fab_t":
+        entry.setdefault("eps", 1.0)  # required of a fixed-eps fab_t, optional here
+    validator = Draft202012Validator({**schema["$defs"]["attack"], "$defs": schema["$defs"]})
+    return [f"{key}{''.join('.' + str(p) for p in error.absolute_path)}': {error.message}"
+            for error in _leaf_errors(validator.iter_errors(entry))]
+
+
+def _curves_check_problems(config: dict, norm) -> list[str]:
+    """The check attack: defined in `attacks`, with an eps, in the curves' norm."""
+    name = config["robustness_curves"].get("check_attack")
+    if name is None:
+        return []
+    key = "config key 'robustness_curves.check_attack'"
+    entry = config["attacks"].get(name)
+    if entry is None:
+        return [f"{key}: unknown attack {name!r}; defined: {', '.join(config['attacks'])}"]
+    params = (entry.get("params") or {}) if entry.get("method") == "plugin" else entry
+    if "eps" not in params:
+        return [f"{key}: attack {name!r} has no eps; the check needs a fixed-eps attack"]
+    check_norm = "inf" if str(params.get("norm", "inf")) == "inf" else 2
+    if check_norm != norm:
+        return [f"{key}: attack {name!r} bounds the {check_norm} norm, the curves use "
+                f"norm {norm}; the check compares them at one eps of one norm"]
+    return []
 
 
 def _statistics_problems(config: dict) -> list[str]:

@@ -92,7 +92,10 @@ def cost_parts(config: dict, info) -> list[Part]:
         runs, epochs = n_splits, regime["epochs"]
         at = regime.get("adversarial_training")
         per_image = 1 + (at.get("fraction", 1.0) * at["nb_iter"] if at else 0)
-        parts.append(Part(f"training, regime {name}", f"regimes.{name}.epochs",
+        steps = f" x (1 + {at.get('fraction', 1.0):g} x {at['nb_iter']} PGD steps)" if at else ""
+        parts.append(Part(f"training, regime {name} ({runs} splits x {epochs} epochs x "
+                          f"{n_train} images{steps})",
+                          f"regimes.{name}" if at else f"regimes.{name}.epochs",
                           runs * epochs * (n_train * per_image + n_test)))
         # every snapshot on every set (forward passes)
         parts.append(Part(f"evaluation, regime {name}", f"regimes.{name}.epochs",
@@ -127,6 +130,19 @@ def _views(config: dict, regime: str, runs: int, epochs: int, attacked: int) -> 
                               "transfer_matrix.craft_epochs",
                               runs * crafted * attacked * (passes_per_point(attacks.get(attack, {}))
                                                            + epochs)))
+    spec = config.get("robustness_curves")
+    if spec:
+        params = spec.get("params") or {}
+        per_point = (params.get("nb_iter", 100) * params.get("n_target_classes", 9)
+                     * params.get("restarts", 1))
+        parts.append(Part(f"robustness curves, regime {regime}", "robustness_curves.n_points",
+                          runs * _n_snapshots(spec.get("snapshots", "all"), epochs)
+                          * spec["n_points"] * per_point))
+    spec = config.get("sanity_checks")
+    if spec:  # three APGD-CE runs of 100 iterations and Square's queries per point
+        parts.append(Part(f"sanity checks, regime {regime}", "sanity_checks.n_points",
+                          runs * _n_snapshots(spec.get("snapshots", "all"), epochs)
+                          * spec["n_points"] * (300 + spec.get("n_queries", 1000))))
     spec = config.get("robustness_metrics")
     if spec:
         clever = spec["metrics"].get("clever_u")
