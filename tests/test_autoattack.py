@@ -79,3 +79,22 @@ def test_autoattack_is_at_most_single_start_pgd_on_every_snapshot(trained_lenet,
         assert ensemble_accuracy <= pgd_accuracy, epoch
         gaps.append(pgd_accuracy - ensemble_accuracy)
     assert max(gaps) > 0, gaps
+
+
+def test_same_seed_same_ensemble(trained_lenet, points):
+    """What a resume after a kill inside the ensemble relies on: attack_snapshots reseeds
+    each snapshot (keras.utils.set_random_seed) and recomputes it whole, so the ensemble
+    must give the very same AEs from the same seed, Square's random squares included."""
+    import keras
+
+    model, _, snapshot_dir = trained_lenet
+    model.load_weights(snapshot_dir / "epoch_002.weights.h5")
+    x, y = points[0][:40], points[1][:40]
+    runs = []
+    for seed in (7, 7, 8):
+        keras.utils.set_random_seed(seed)
+        runs.append(run_autoattack(model, x, y, eps=0.08, norm="inf", version="custom",
+                                   attacks=["apgd_ce", "square"], **SMALL))
+    assert np.array_equal(runs[0].x_adv, runs[1].x_adv)
+    assert np.array_equal(runs[0].broken_by, runs[1].broken_by)
+    assert not np.array_equal(runs[0].x_adv, runs[2].x_adv)  # the seed matters
