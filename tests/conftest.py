@@ -67,3 +67,33 @@ def trained_lenet(digits, tmp_path_factory):
 
     write_manifest(snapshot_dir, regime["epochs"])  # sealed, as train_model seals its folder
     return model, history, snapshot_dir
+
+
+@pytest.fixture(scope="module")
+def last_lenet(trained_lenet):
+    """The trained LeNet at its last snapshot, reloaded per module (others load others)."""
+    model, _, snapshot_dir = trained_lenet
+    model.load_weights(snapshot_dir / "epoch_003.weights.h5")
+    return model
+
+
+def correctly_classified(model, digits, n: int):
+    """The first ``n`` test images ``model`` classifies correctly, and their labels."""
+    from advfit.attacks.adversarial_sets import predict_labels
+
+    x, y = digits.take(digits.official_test)
+    keep = np.flatnonzero(predict_labels(model, x) == y)[:n]
+    assert len(keep) == n
+    return x[keep], y[keep]
+
+
+def perturbation_sizes(x_adv, x, norm):
+    """Per image, the L-inf (norm "inf") or L2 size of ``x_adv - x``."""
+    flat = (x_adv - x).reshape(len(x), -1)
+    return np.abs(flat).max(axis=1) if norm == "inf" else np.linalg.norm(flat, axis=1)
+
+
+def robust_accuracy(model, x_adv, y) -> float:
+    from advfit.attacks.adversarial_sets import predict_labels
+
+    return float((predict_labels(model, x_adv) == y).mean())

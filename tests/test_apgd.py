@@ -12,13 +12,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import correctly_classified, perturbation_sizes, robust_accuracy
+
 from advfit import runtime
 from advfit.attacks import apgd
 from advfit.attacks.adversarial_sets import predict_labels
 from advfit.attacks.batching import batched, traced
 from advfit.attacks.cleverhans_attacks import pgd
 from advfit.attacks.guards import labels_of
-from advfit.runtime.layout import snapshot_name
 
 N_POINTS = 200
 EPS = 0.15  # L-inf
@@ -26,27 +27,13 @@ PGD = {"eps": EPS, "eps_iter": EPS / 8, "nb_iter": 20}  # Madry's 2.5 eps / nb_i
 
 
 @pytest.fixture(scope="module")
-def model(trained_lenet):
-    model, _, snapshot_dir = trained_lenet
-    model.load_weights(snapshot_dir / snapshot_name(3))
-    return model
+def model(last_lenet):
+    return last_lenet
 
 
 @pytest.fixture(scope="module")
 def correct(model, digits):
-    x, y = digits.take(digits.official_test)
-    keep = np.flatnonzero(predict_labels(model, x) == y)[:N_POINTS]
-    assert len(keep) == N_POINTS
-    return x[keep], y[keep]
-
-
-def norms(x_adv, x, norm):
-    flat = (x_adv - x).reshape(len(x), -1)
-    return np.abs(flat).max(axis=1) if norm == "inf" else np.linalg.norm(flat, axis=1)
-
-
-def robust_accuracy(model, x_adv, y):
-    return float((predict_labels(model, x_adv) == y).mean())
+    return correctly_classified(model, digits, N_POINTS)
 
 
 def seeded(seed, run):
@@ -196,7 +183,7 @@ def test_output_contract_and_seeding(model, correct, name, norm, eps):
     first, again, other = seeded(3, run), seeded(3, run), seeded(4, run)
     assert first.shape == x.shape and first.dtype == np.float32
     assert first.min() >= 0.0 and first.max() <= 1.0
-    assert norms(first, x, norm).max() <= eps * (1 + 1e-5)
+    assert perturbation_sizes(first, x, norm).max() <= eps * (1 + 1e-5)
     assert np.array_equal(first, again)  # the jobs' seed fixes the random starts
     assert not np.array_equal(first, other)
     assert not (predict_labels(model, first) == y).all()  # fools some
@@ -266,5 +253,5 @@ def test_pgd_restarts_and_dlr(model, correct, pgd_once):
     assert robust_accuracy(model, three, y) <= robust_accuracy(model, pgd_once, y)
     assert not np.array_equal(three, pgd_once)  # the later restarts did run
     x_dlr = seeded(5, lambda: pgd(model, x, y, **PGD, loss="dlr"))
-    assert norms(x_dlr, x, "inf").max() <= EPS * (1 + 1e-5)
+    assert perturbation_sizes(x_dlr, x, "inf").max() <= EPS * (1 + 1e-5)
     assert robust_accuracy(model, x_dlr, y) < 0.5  # DLR is a real attack loss here

@@ -9,12 +9,13 @@ classes (of 9; on these points 9 lower the mean minimal L-inf norm by ~1 %).
 import numpy as np
 import pytest
 
+from conftest import correctly_classified, perturbation_sizes, robust_accuracy
+
 from advfit import runtime
 from advfit.attacks import deepfool, pgd
 from advfit.attacks.adversarial_sets import predict_labels
 from advfit.attacks.fab import fab_minimal_norm, fab_t, projection_l2, projection_linf
 from advfit.attacks.square import p_selection, square
-from advfit.runtime.layout import snapshot_name
 
 N_POINTS = 100
 SQUARE_QUERIES = 500
@@ -22,33 +23,19 @@ FAB_TARGETS = 3
 
 
 @pytest.fixture(scope="module")
-def model(trained_lenet):
-    model, _, snapshot_dir = trained_lenet
-    model.load_weights(snapshot_dir / snapshot_name(3))
-    return model
+def model(last_lenet):
+    return last_lenet
 
 
 @pytest.fixture(scope="module")
 def correct(model, digits):
-    x, y = digits.take(digits.official_test)
-    keep = np.flatnonzero(predict_labels(model, x) == y)[:N_POINTS]
-    assert len(keep) == N_POINTS
-    return x[keep], y[keep]
-
-
-def norms(x_adv, x, norm):
-    flat = (x_adv - x).reshape(len(x), -1)
-    return np.abs(flat).max(axis=1) if norm == "inf" else np.linalg.norm(flat, axis=1)
-
-
-def robust_accuracy(model, x_adv, y):
-    return float((predict_labels(model, x_adv) == y).mean())
+    return correctly_classified(model, digits, N_POINTS)
 
 
 def check_contract(x_adv, x, norm, eps):
     assert x_adv.shape == x.shape and x_adv.dtype == np.float32
     assert x_adv.min() >= 0.0 and x_adv.max() <= 1.0
-    assert norms(x_adv, x, norm).max() <= eps * (1 + 1e-5)
+    assert perturbation_sizes(x_adv, x, norm).max() <= eps * (1 + 1e-5)
 
 
 def seeded(seed, run):
@@ -187,5 +174,5 @@ def test_fab_minimal_l2_norms_are_at_most_deepfools(model, correct):
     attacked = deepfool(model, x, y)
     fooled = predict_labels(model, attacked) != y
     assert fooled.mean() >= 0.9
-    assert (minimal[fooled] <= norms(attacked, x, 2)[fooled]).mean() >= 0.9
+    assert (minimal[fooled] <= perturbation_sizes(attacked, x, 2)[fooled]).mean() >= 0.9
     assert (minimal > 1.0).mean() <= 0.05  # near-0 robust accuracy at L2 eps 1.0

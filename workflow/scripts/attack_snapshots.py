@@ -25,7 +25,8 @@ with job_log(snakemake.log[0]) as log:
     from advfit.runtime.io import load_json, load_npz, meta_to_array, save_csv, save_npz, versions
     from advfit.models.architectures import build_model
     from advfit.evaluation.trajectory import (attack_snapshot, chosen_epochs, chunked, fingerprint,
-                                              point_sample, stack_chunks, whitebox_row)
+                                              stack_chunks, view_points, whitebox_row,
+                                              with_run_columns)
     from advfit.runtime.snapshot_folder import open_snapshots
 
     spec = snakemake.params.spec
@@ -35,8 +36,8 @@ with job_log(snakemake.log[0]) as log:
     snapshots = open_snapshots(snakemake.input.snapshots)  # sealed; files checked on reading
     epochs = chosen_epochs(spec["snapshots"], list(snapshots), best)
     # One sample of test points per split: the same for every regime and snapshot.
-    points_seed = job_seed(snakemake.params.seed, w.dataset, w.split, "snapshot_attacks")
-    points = point_sample(split["test"], spec["n_points"], points_seed)
+    points, points_seed = view_points(split["test"], spec["n_points"], snakemake.params.seed,
+                                      w.dataset, w.split)
     x, y = data.take(points)
     attack = AttackSpec.from_config(w.attack, snakemake.params.attack,
                                     timeout_s=snakemake.params.plugin_timeout.seconds)
@@ -69,12 +70,9 @@ with job_log(snakemake.log[0]) as log:
     chunks = chunked(staging, epochs, compute, stamp)
     table = pd.DataFrame([whitebox_row(e, chunks[e], snakemake.params.confidence)
                           for e in epochs])
-    for i, (key, value) in enumerate([("dataset", w.dataset), ("model", w.model),
-                                      ("regime", w.regime), ("split", int(w.split)),
-                                      ("attack", w.attack)]):
-        table.insert(i, key, value)
-    table.insert(6, "is_best", table["epoch"] == best)
-    table.insert(7, "is_last", table["epoch"] == max(snapshots))
+    table = with_run_columns(table, {"dataset": w.dataset, "model": w.model, "regime": w.regime,
+                                     "split": int(w.split), "attack": w.attack},
+                             best, max(snapshots))
     table["l2_convention"] = snakemake.params.l2_convention
     meta = {"attack": w.attack, "method": attack.method, "params": attack.record,
             "function_sha256": snakemake.params.attack_source,

@@ -23,7 +23,8 @@ with job_log(snakemake.log[0]) as log:
     from advfit.runtime.io import load_json, load_npz, save_csv
     from advfit.models.architectures import build_model
     from advfit.evaluation.sanity import attackable, measure_snapshot, sanity_row
-    from advfit.evaluation.trajectory import chosen_epochs, chunked, fingerprint, point_sample
+    from advfit.evaluation.trajectory import (chosen_epochs, chunked, fingerprint, view_points,
+                                              with_run_columns)
     from advfit.runtime.snapshot_folder import open_snapshots
 
     spec = snakemake.params.spec
@@ -34,8 +35,8 @@ with job_log(snakemake.log[0]) as log:
     epochs = chosen_epochs(spec["snapshots"], list(snapshots), best)
     # The white-box view's sample of test points (same seed): flags and robust
     # accuracies of the two tables then describe the same points.
-    points_seed = job_seed(snakemake.params.seed, w.dataset, w.split, "snapshot_attacks")
-    points = point_sample(split["test"], spec["n_points"], points_seed)
+    points, points_seed = view_points(split["test"], spec["n_points"], snakemake.params.seed,
+                                      w.dataset, w.split)
     x, y = data.take(points)
     model = build_model(snakemake.params.model, data.image_shape, data.n_classes)
     checked = attackable(model)  # shares model's weights: built (and traced) once
@@ -61,11 +62,8 @@ with job_log(snakemake.log[0]) as log:
                         snapshots={e: snapshots[e].stat().st_mtime_ns for e in epochs})
     chunks = chunked(staging, epochs, compute, stamp)
     table = pd.DataFrame([sanity_row(e, chunks[e]) for e in epochs])
-    for i, (key, value) in enumerate([("dataset", w.dataset), ("model", w.model),
-                                      ("regime", w.regime), ("split", int(w.split))]):
-        table.insert(i, key, value)
-    table.insert(5, "is_best", table["epoch"] == best)
-    table.insert(6, "is_last", table["epoch"] == max(snapshots))
+    table = with_run_columns(table, {"dataset": w.dataset, "model": w.model, "regime": w.regime,
+                                     "split": int(w.split)}, best, max(snapshots))
     table["eps"], table["norm"], table["n_queries"] = spec["eps"], spec["norm"], spec["n_queries"]
     log.info("device %s, points seed %d", device, points_seed)
     save_csv(out, table)

@@ -25,7 +25,7 @@ with job_log(snakemake.log[0]) as log:
     from advfit.data.datasets import load_prepared
     from advfit.evaluation.curves import check_columns, curve_rows, minimal_norms
     from advfit.evaluation.trajectory import (attack_snapshot, chosen_epochs, chunked,
-                                              fingerprint, point_sample)
+                                              fingerprint, view_points, with_run_columns)
     from advfit.models.architectures import build_model
     from advfit.runtime.io import load_json, load_npz, meta_to_array, save_csv, save_npz, versions
     from advfit.runtime.snapshot_folder import open_snapshots
@@ -39,8 +39,7 @@ with job_log(snakemake.log[0]) as log:
     snapshots = open_snapshots(snakemake.input.snapshots)  # sealed; files checked on reading
     epochs = chosen_epochs(spec["snapshots"], list(snapshots), best)
     # The white-box view's sample of test points, so the curves and its rows share points.
-    points_seed = job_seed(seed, w.dataset, w.split, "snapshot_attacks")
-    points = point_sample(split["test"], spec["n_points"], points_seed)
+    points, points_seed = view_points(split["test"], spec["n_points"], seed, w.dataset, w.split)
     x, y = data.take(points)
     check_name = spec.get("check_attack")
     check = (AttackSpec.from_config(check_name, snakemake.params.check,
@@ -91,13 +90,11 @@ with job_log(snakemake.log[0]) as log:
         norms = chunks[epoch]["norms"]
         checked = check_columns(norms, chunks[epoch].get("check_robust"), check_name, check_eps)
         for row in curve_rows(norms, spec["eps_grid"], snakemake.params.confidence):
-            rows.append({"epoch": epoch, "is_best": epoch == best,
-                         "is_last": epoch == max(snapshots), "attack": spec["attack"],
-                         "norm": str(spec["norm"]), **row, **checked})
-    table = pd.DataFrame(rows)
-    for i, (key, value) in enumerate([("dataset", w.dataset), ("model", w.model),
-                                      ("regime", w.regime), ("split", int(w.split))]):
-        table.insert(i, key, value)
+            rows.append({"epoch": epoch, "attack": spec["attack"], "norm": str(spec["norm"]),
+                         **row, **checked})
+    table = with_run_columns(pd.DataFrame(rows), {"dataset": w.dataset, "model": w.model,
+                                                  "regime": w.regime, "split": int(w.split)},
+                             best, max(snapshots))
     meta = {"attack": spec["attack"], "norm": str(spec["norm"]), "params": spec["params"],
             "check_attack": check_name, "check": check.record if check else None,
             "function_sha256": snakemake.params.check_source, "best_epoch": best,

@@ -27,6 +27,7 @@ Thresholds (why not all "> 0"):
 from __future__ import annotations
 
 import time
+import weakref
 
 import numpy as np
 
@@ -80,15 +81,7 @@ def gradient_status(model, x: np.ndarray, y: np.ndarray,
     """
     import tensorflow as tf
 
-    @tf.function(reduce_retracing=True)
-    def grad(xb, yb):
-        with tf.GradientTape() as tape:
-            tape.watch(xb)
-            loss = tf.nn.sparse_softmax_cross_entropy_with_logits(
-                labels=yb, logits=model(xb, training=False))
-            total = tf.reduce_sum(loss)  # points are independent: each gets its own gradient
-        return tape.gradient(total, xb, unconnected_gradients=tf.UnconnectedGradients.ZERO)
-
+    grad = _input_gradient(model)
     zero, nonfinite = [], []
     for start in range(0, len(x), batch_size):
         g = grad(tf.constant(x[start:start + batch_size], tf.float32),
@@ -98,6 +91,30 @@ def gradient_status(model, x: np.ndarray, y: np.ndarray,
         nonfinite.append(~finite)
         zero.append(finite & (g == 0).all(axis=1))
     return np.concatenate(zero), np.concatenate(nonfinite)
+
+
+def _input_gradient(model):
+    """The traced input gradient of the summed cross-entropy, one trace per model object
+    (it reads the model's variables, so it stays valid when a snapshot is loaded)."""
+    import tensorflow as tf
+
+    if model not in _GRADIENT:
+        own = weakref.ref(model)  # the cache must not keep the model alive
+
+        @tf.function(reduce_retracing=True)
+        def grad(xb, yb):
+            with tf.GradientTape() as tape:
+                tape.watch(xb)
+                loss = tf.nn.sparse_softmax_cross_entropy_with_logits(
+                    labels=yb, logits=own()(xb, training=False))
+                total = tf.reduce_sum(loss)  # points are independent: each its own gradient
+            return tape.gradient(total, xb, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+
+        _GRADIENT[model] = grad
+    return _GRADIENT[model]
+
+
+_GRADIENT: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 def logit_change(model, x: np.ndarray, batch_size: int) -> float:

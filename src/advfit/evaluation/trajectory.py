@@ -65,6 +65,28 @@ def point_sample(test_index: np.ndarray, n_points: int, seed: int) -> np.ndarray
     return np.sort(rng.choice(test_index, size=min(n_points, len(test_index)), replace=False))
 
 
+def view_points(test_index: np.ndarray, n_points: int, seed: int, dataset: str,
+                split) -> tuple[np.ndarray, int]:
+    """The white-box view's seeded test points of a split, and their seed: the same for
+    every regime and snapshot, and for the robustness curves and sanity flags, so that
+    their rows describe the same points."""
+    from advfit.runtime.seeds import job_seed
+
+    points_seed = job_seed(seed, dataset, split, "snapshot_attacks")
+    return point_sample(test_index, n_points, points_seed), points_seed
+
+
+def with_run_columns(table, keys: dict, best: int, last: int):
+    """``table`` (a DataFrame with an ``epoch`` column) with the run's keys first and
+    ``is_best``, ``is_last`` right after ``epoch``."""
+    for i, (key, value) in enumerate(keys.items()):
+        table.insert(i, key, value)
+    at = table.columns.get_loc("epoch") + 1
+    table.insert(at, "is_best", table["epoch"] == best)
+    table.insert(at + 1, "is_last", table["epoch"] == last)
+    return table
+
+
 # --- chunks: resumable work ------------------------------------------------------------------
 
 def fingerprint(**what) -> str:
