@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from advfit.runtime.io import read_table
@@ -29,9 +30,12 @@ TINY = {
                 # a plugin attack (examples/), white-box on every snapshot too
                 "square": {"method": "plugin",
                            "function": str(ROOT / "examples" / "square_attack.py") + ":attack",
-                           "params": {"eps": 0.1, "max_iter": 20}}},
+                           "params": {"eps": 0.1, "max_iter": 20}},
+                # the ensemble: each snapshot's points go through APGD-CE, then APGD-T
+                "autoattack": {"eps": 0.1, "version": "custom", "attacks": ["apgd_ce", "apgd_t"],
+                               "nb_iter": 10, "n_target_classes": 2}},
     "attack_subset_size": 50,
-    "snapshot_attacks": {"attacks": ["pgd", "fgsm", "square"], "n_points": 60},
+    "snapshot_attacks": {"attacks": ["pgd", "fgsm", "square", "autoattack"], "n_points": 60},
     "transfer_matrix": {"attacks": ["fgsm"], "craft_epochs": [3]},
 }
 TABLES = ["whitebox.csv", "whitebox_summary.csv", "delta_tests_by_view.csv",
@@ -49,7 +53,7 @@ def run(tmp_path_factory):
 @pytest.mark.e2e
 def test_whitebox_rows_hold_their_invariants(run):
     table = read_table(run / "results/tables/whitebox.csv")
-    assert len(table) == 2 * 3 * 5  # splits x attacks x every snapshot
+    assert len(table) == 2 * 4 * 5  # splits x attacks x every snapshot
     assert (table.robust_accuracy <= table.clean_accuracy).all()
     assert ((table.robust_wilson_low <= table.robust_accuracy)
             & (table.robust_accuracy <= table.robust_wilson_high)).all()
@@ -62,12 +66,40 @@ def test_whitebox_rows_hold_their_invariants(run):
         # same points, same snapshot: the same clean accuracy for every attack
         assert by_attack.clean_accuracy["pgd"] == by_attack.clean_accuracy["fgsm"] == \
             by_attack.clean_accuracy["square"]
+    # AutoAttack's point-wise worst case beats PGD-10 snapshot by snapshot
+    by = table.set_index(["split", "epoch", "attack"]).robust_accuracy.unstack()
+    assert (by["autoattack"] <= by["pgd"]).all()
+    # cost: one gradient per point and step for PGD (10 steps, the attacked points);
+    # none for the score-based square. The ensemble: at most the start and 10 steps of
+    # APGD-CE, then of APGD-T for 2 targets, per point; where a point stays robust, every
+    # run went all the way (a run stops early only once all its points are fooled)
+    pgd = table[table.attack == "pgd"]
+    assert (pgd.backward_passes == 10 * pgd.n_attacked).all()
+    assert (table[table.attack == "square"].backward_passes == 0).all()
+    ensemble = table[table.attack == "autoattack"]
+    assert (ensemble.backward_per_point <= 33).all()
+    robust = ensemble.n_attacked - ensemble.n_success
+    held = robust > 0
+    assert held.any()
+    assert (ensemble.backward_passes[held]
+            >= 11 * ensemble.n_attacked[held] + 22 * robust[held]).all()
+    cost = read_table(run / "results/benchmarks/whitebox_cost.csv")
+    assert len(cost) == len(table) and (cost.anchor == "pgd").all()
+    assert (cost[cost.attack == "pgd"].seconds_ratio == 1.0).all()
+    assert (cost.seconds > 0).all()
+    assert np.allclose(cost.set_index(["split", "epoch", "attack"]).forward_passes_ratio
+                       .unstack()["autoattack"],
+                       by_cost(table, "autoattack") / by_cost(table, "pgd"))
     mean = table.groupby("attack").robust_accuracy.mean()
     assert mean["pgd"] <= mean["fgsm"]
     assert mean["pgd"] <= mean["square"]  # gradients beat 20 black-box queries
     assert table[table.attack == "square"].n_success.sum() > 0  # the plugin does attack
     assert table.linf_median[table.n_success > 0].max() <= 0.1 + 1e-6
-    assert table.groupby("split").is_best.apply(lambda s: (s.astype(str) == "True").sum() == 3).all()
+    assert table.groupby("split").is_best.apply(lambda s: (s.astype(str) == "True").sum() == 4).all()
+
+
+def by_cost(table, attack):
+    return table[table.attack == attack].set_index(["split", "epoch"]).forward_passes
 
 
 @pytest.mark.e2e
@@ -135,7 +167,8 @@ def test_a_killed_whitebox_sweep_resumes_to_the_same_tables(run):
         log.unlink()
     for table in ("whitebox.csv", "whitebox_summary.csv", "delta_tests_by_view.csv"):
         (run / "results/tables" / table).unlink()
-    chunks = "results/digits/lenet5/overfit/split*/whitebox/*.partial/epoch_002.npz"
+    # killed while the ensemble attacks a later snapshot (its first two are saved)
+    chunks = "results/digits/lenet5/overfit/split*/whitebox/autoattack.partial/epoch_002.npz"
     _kill_when(run, lambda: list(run.glob(chunks)))
     left = list(run.glob("results/digits/lenet5/overfit/split*/whitebox/*.partial"))
     assert left, "the kill left no partial white-box sweep"

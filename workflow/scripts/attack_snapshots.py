@@ -16,16 +16,21 @@ with job_log(snakemake.log[0]) as log:
     w = snakemake.wildcards
     device = runtime.configure(snakemake.threads)
 
+    import time
+
     import keras
+    import numpy as np
     import pandas as pd
 
     from advfit.attacks.adversarial_sets import target_labels
     from advfit.attacks import AttackSpec, craft
+    from advfit.attacks.counting import CountingModel
     from advfit.data.datasets import load_prepared
     from advfit.runtime.io import load_json, load_npz, meta_to_array, save_csv, save_npz, versions
     from advfit.models.architectures import build_model
-    from advfit.evaluation.trajectory import (attack_snapshot, chosen_epochs, chunked, fingerprint,
-                                              stack_chunks, view_points, whitebox_row,
+    from advfit.evaluation.trajectory import (attack_cost, attack_snapshot, chosen_epochs,
+                                              chunked, fingerprint, stack_chunks, view_points,
+                                              whitebox_row,
                                               with_run_columns)
     from advfit.runtime.snapshot_folder import open_snapshots
 
@@ -42,6 +47,7 @@ with job_log(snakemake.log[0]) as log:
     attack = AttackSpec.from_config(w.attack, snakemake.params.attack,
                                     timeout_s=snakemake.params.plugin_timeout.seconds)
     model = build_model(snakemake.params.model, data.image_shape, data.n_classes)
+    counted = CountingModel(model)  # the attack's model: its passes are its cost
 
     def compute(epoch):
         # Seeded per snapshot, so a resumed job draws what an uninterrupted one did.
@@ -52,12 +58,20 @@ with job_log(snakemake.log[0]) as log:
 
         def run(xa, ya):
             y_target = target_labels(ya, data.n_classes, attack.target, seed)
-            return craft(attack, model, xa, ya, seed=seed, y_target=y_target)
+            return craft(attack, counted, xa, ya, seed=seed, y_target=y_target)
 
+        counted.reset()
+        start = time.perf_counter()
         arrays = attack_snapshot(model, x, y, run, snakemake.params.batch_size,
                                  snakemake.params.l2_convention)
-        log.info("epoch %d: clean %.3f, robust %.3f", epoch, arrays["clean"].mean(),
-                 arrays["robust"].mean())
+        passes = counted.passes
+        # counts are the same on every rerun; seconds are not, and stay out of the table
+        arrays.update(forward_passes=np.int64(passes.forward),
+                      backward_passes=np.int64(passes.backward),
+                      seconds=np.float64(time.perf_counter() - start))
+        log.info("epoch %d: clean %.3f, robust %.3f; %d forward and %d backward image passes, "
+                 "%.1f s", epoch, arrays["clean"].mean(), arrays["robust"].mean(),
+                 passes.forward, passes.backward, arrays["seconds"])
         return arrays
 
     out = Path(snakemake.output.table)
@@ -65,11 +79,11 @@ with job_log(snakemake.log[0]) as log:
     stamp = fingerprint(method=attack.method, attack=attack.record,
                         source=snakemake.params.attack_source, points=points,
                         seed=snakemake.params.seed, l2=snakemake.params.l2_convention,
-                        batch_size=snakemake.params.batch_size,
+                        batch_size=snakemake.params.batch_size, cost="image passes",
                         snapshots={e: snapshots[e].stat().st_mtime_ns for e in epochs})
     chunks = chunked(staging, epochs, compute, stamp)
-    table = pd.DataFrame([whitebox_row(e, chunks[e], snakemake.params.confidence)
-                          for e in epochs])
+    table = pd.DataFrame([{**whitebox_row(e, chunks[e], snakemake.params.confidence),
+                           **attack_cost(chunks[e])} for e in epochs])
     table = with_run_columns(table, {"dataset": w.dataset, "model": w.model, "regime": w.regime,
                                      "split": int(w.split), "attack": w.attack},
                              best, max(snapshots))
@@ -77,6 +91,8 @@ with job_log(snakemake.log[0]) as log:
     meta = {"attack": w.attack, "method": attack.method, "params": attack.record,
             "function_sha256": snakemake.params.attack_source,
             "best_epoch": best, "points_seed": points_seed, "device": device,
+            # wall time per snapshot (a resumed snapshot keeps its first run's)
+            "seconds": {str(e): float(chunks[e]["seconds"]) for e in epochs},
             "versions": versions()}
     save_npz(snakemake.output.arrays, **stack_chunks(chunks), source_index=points, y=y,
              meta=meta_to_array(meta))

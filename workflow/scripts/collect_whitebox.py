@@ -3,10 +3,11 @@ from advfit.jobs import job_log
 with job_log(snakemake.log[0]) as log:
     import pandas as pd
 
-    from advfit.runtime.io import read_table, save_csv
+    from advfit.runtime.io import array_to_meta, load_npz, read_table, save_csv
     from advfit.report.plots import save_figure
     from advfit.report.view_plots import plot_transfer_vs_whitebox
-    from advfit.statistics.views import summarise_whitebox, view_delta_tests, view_deltas
+    from advfit.statistics.views import (summarise_whitebox, view_delta_tests, view_deltas,
+                                         whitebox_cost)
 
     table = pd.concat([read_table(p) for p in snakemake.input.whitebox], ignore_index=True)
     table = table.sort_values(["dataset", "model", "regime", "split", "attack", "epoch"])
@@ -21,3 +22,10 @@ with job_log(snakemake.log[0]) as log:
     save_figure(plot_transfer_vs_whitebox(accuracy, table, best, snakemake.params.confidence),
                 snakemake.output.figure,
                 snakemake.output.figure_svg)
+    timed = []
+    for table_path, arrays_path in zip(snakemake.input.whitebox, snakemake.input.arrays):
+        seconds = array_to_meta(load_npz(arrays_path)["meta"]).get("seconds", {})
+        rows = read_table(table_path)
+        rows["seconds"] = [seconds.get(str(e), float("nan")) for e in rows["epoch"]]
+        timed.append(rows)
+    save_csv(snakemake.output.cost, whitebox_cost(pd.concat(timed), snakemake.params.anchor))

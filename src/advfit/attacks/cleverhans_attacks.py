@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 
 from advfit.attacks.apgd import dlr_loss
@@ -53,34 +55,90 @@ def fgsm(model, x: np.ndarray, y: np.ndarray, *, eps: float, norm, batch_size: i
 def pgd(model, x: np.ndarray, y: np.ndarray, *, eps: float, eps_iter: float, nb_iter: int,
         norm, rand_init: bool, restarts: int, loss: str, batch_size: int,
         y_target: np.ndarray | None = None) -> np.ndarray:
-    """Projected Gradient Descent (Madry et al.), cleverhans' implementation.
+    """Projected Gradient Descent (Madry et al.), cleverhans' steps.
 
-    The random start is drawn from TensorFlow's global generator, seeded by
-    the job, so a rerun with the same seed gives the same examples. Each
-    restart after the first reruns the attack on the points not yet fooled
-    (not yet at their target), with a fresh random start; without
-    ``rand_init`` every run is the same, so there is one. ``loss: dlr``
-    maximises the DLR of the true class, or, targeted, minimises the DLR
-    of the target (cleverhans negates the loss).
+    cleverhans' ``projected_gradient_descent`` loop (its ``fast_gradient_method``
+    step, ``clip_eta`` projection and clipping), started from a random point
+    drawn by cleverhans' ``random_lp_vector`` outside the traced loop, from
+    TensorFlow's global generator, seeded by the job: so a rerun with the same
+    seed gives the same examples, and the loop is traced once per model and
+    reused for every snapshot (a random op inside a reused trace would not
+    follow the seed). Each restart after the first reruns the attack on the
+    points not yet fooled (not yet at their target), with a fresh random
+    start; without ``rand_init`` every run is the same, so there is one.
+    ``loss: dlr`` maximises the DLR of the true class, or, targeted,
+    minimises the DLR of the target (cleverhans negates the loss).
     """
-    from cleverhans.tf2.attacks.projected_gradient_descent import projected_gradient_descent
-
     if loss == "dlr" and int(model.output_shape[-1]) < 3:
         raise ValueError("pgd: loss 'dlr' needs at least 3 classes")
+    if eps_iter > eps:  # cleverhans' own assertion, kept
+        raise ValueError(f"pgd: eps_iter {eps_iter} exceeds eps {eps}")
     targeted = y_target is not None
-    # loss_fn=None is cleverhans' own default (cross-entropy): the same trace as before
-    step = traced(model, projected_gradient_descent, eps=float(eps), eps_iter=float(eps_iter),
-                  nb_iter=int(nb_iter), norm=norm_value(norm), loss_fn=PGD_LOSSES[loss],
-                  clip_min=CLIP_MIN, clip_max=CLIP_MAX, targeted=targeted,
-                  rand_init=bool(rand_init), sanity_checks=False)
+    loop = _pgd_loop(model, eps=float(eps), eps_iter=float(eps_iter), nb_iter=int(nb_iter),
+                     norm=norm_value(norm), loss_fn=PGD_LOSSES[loss], targeted=targeted)
     labels = labels_of(y_target if targeted else y)
-    x_adv = batched(step, x, labels, batch_size)
+
+    def attack_from_random_starts(todo):
+        starts = _starts(x[todo], float(eps), norm_value(norm), bool(rand_init))
+        out = np.empty_like(x[todo])
+        for i in range(0, len(todo), batch_size):
+            part = todo[i:i + batch_size]
+            out[i:i + batch_size] = loop(x[part], labels[part], starts[i:i + batch_size]).numpy()
+        return out
+
+    x_adv = attack_from_random_starts(np.arange(len(x)))
     for _ in range(int(restarts) - 1 if rand_init else 0):
         todo = np.flatnonzero(~_succeeded(model, x_adv, labels, targeted))
         if not len(todo):
             break
-        x_adv[todo] = batched(step, x[todo], labels[todo], batch_size)
+        x_adv[todo] = attack_from_random_starts(todo)
     return finish("pgd", model, x, x_adv, labels_of(y), None if not targeted else labels)
+
+
+def _starts(x: np.ndarray, eps: float, norm: float, rand_init: bool) -> np.ndarray:
+    """cleverhans' start: x plus a uniform draw from the eps-ball, clipped to [0, 1]."""
+    if not rand_init or not len(x):
+        return x
+    from cleverhans.tf2.utils import clip_eta, random_lp_vector
+
+    eta = clip_eta(random_lp_vector(x.shape, norm, np.float32(eps)), norm, eps)
+    return np.clip(x + eta.numpy(), CLIP_MIN, CLIP_MAX).astype(np.float32)
+
+
+def _pgd_loop(model, **params):
+    """cleverhans' PGD iterations from a given start, traced once per model and settings."""
+    key = tuple(sorted(params.items()))
+    loops = _PGD_LOOPS.setdefault(model, {})
+    if key not in loops:
+        loops[key] = _trace_pgd_loop(weakref.ref(model), **params)
+    return loops[key]
+
+
+_PGD_LOOPS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _trace_pgd_loop(own, *, eps: float, eps_iter: float, nb_iter: int, norm: float, loss_fn,
+                    targeted: bool):
+    import tensorflow as tf
+    from cleverhans.tf2.attacks.fast_gradient_method import fast_gradient_method
+    from cleverhans.tf2.utils import clip_eta
+
+    images = tf.TensorSpec([None, *own().input_shape[1:]], tf.float32)
+    loss = tf.nn.sparse_softmax_cross_entropy_with_logits if loss_fn is None else loss_fn
+
+    @tf.function(input_signature=(images, tf.TensorSpec([None], tf.int64), images),
+                 reduce_retracing=True)
+    def loop(x, y, start):
+        adv_x = start
+        for _ in tf.range(nb_iter):
+            adv_x = fast_gradient_method(own(), adv_x, eps_iter, norm, loss, clip_min=CLIP_MIN,
+                                         clip_max=CLIP_MAX, y=y, targeted=targeted,
+                                         sanity_checks=False)
+            # projected back into the eps-ball around x, then into [0, 1], as cleverhans does
+            adv_x = tf.clip_by_value(x + clip_eta(adv_x - x, norm, eps), CLIP_MIN, CLIP_MAX)
+        return adv_x
+
+    return loop
 
 
 def _dlr_for_cleverhans(labels, logits):

@@ -174,6 +174,17 @@ def whitebox_row(epoch: int, arrays: dict[str, np.ndarray], confidence: float = 
     }
 
 
+def attack_cost(arrays: dict[str, np.ndarray]) -> dict:
+    """What attacking one snapshot cost, in image passes through the model (forward) and
+    input gradients (backward), in total and per attacked point; deterministic, unlike
+    its wall time (advfit.attacks.counting)."""
+    n_attacked = int(arrays["clean"].sum())
+    forward, backward = int(arrays["forward_passes"]), int(arrays["backward_passes"])
+    return {"forward_passes": forward, "backward_passes": backward,
+            "forward_per_point": forward / n_attacked if n_attacked else float("nan"),
+            "backward_per_point": backward / n_attacked if n_attacked else float("nan")}
+
+
 def stack_chunks(chunks: dict[int, dict], keys=("clean", "robust", "success", "l2", "linf")):
     """Per-point arrays of every epoch as (epochs x points) matrices, epochs ascending."""
     epochs = sorted(chunks)

@@ -7,6 +7,8 @@
 - :func:`view_delta_tests`: each view's deltas against the test set's, with
   Welch's and the paired t-test (the papers' test is Welch's).
 - :func:`summarise_transfer`: the transfer matrix's mean over splits.
+- :func:`whitebox_cost`: each white-box attack's cost per snapshot, and as a ratio
+  to an anchor attack's on the same snapshot.
 """
 
 from __future__ import annotations
@@ -117,3 +119,22 @@ def summarise_transfer(table: pd.DataFrame) -> pd.DataFrame:
     grouped = table.groupby(keys, sort=True)
     return grouped.agg(n_splits=("accuracy", "count"), accuracy_mean=("accuracy", "mean"),
                        n_mean=("n", "mean")).reset_index()
+
+
+def whitebox_cost(timed: pd.DataFrame, anchor: str | None) -> pd.DataFrame:
+    """Per run, attack and snapshot: image passes and seconds, and their ratios to the
+    ``anchor`` attack's on the same snapshot (NaN without an anchor)."""
+    keys = ["dataset", "model", "regime", "split", "epoch"]
+    costs = ["forward_passes", "backward_passes", "seconds"]
+    out = timed[keys + ["attack", "n_attacked"] + costs].copy()
+    if anchor is not None and (out["attack"] == anchor).any():
+        base = out[out["attack"] == anchor][keys + costs]
+        out = out.merge(base, on=keys, how="left", suffixes=("", "_anchor"))
+    else:
+        for column in costs:
+            out[f"{column}_anchor"] = np.nan
+    for column in costs:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out[f"{column}_ratio"] = out[column] / out.pop(f"{column}_anchor")
+    out.insert(len(keys) + 1, "anchor", anchor)
+    return out.sort_values(keys[:-1] + ["attack", "epoch"]).reset_index(drop=True)
