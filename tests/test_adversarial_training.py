@@ -318,3 +318,33 @@ def test_the_workflow_trains_an_adversarial_regime_and_refuses_a_bad_one(tmp_pat
     assert history.test_accuracy.between(0, 1).all()
     log = (tmp_path / "results/logs/digits/lenet5/robust/split0/train_model.log").read_text()
     assert log.count("adversarial training:") == 2  # one line per epoch, robust accuracy in it
+
+
+def test_crafting_mode_training_moves_batchnorm_statistics_inference_does_not():
+    """Rice et al. craft in PyTorch's train mode: batch statistics, and every attack step
+    updates BatchNorm's running statistics. crafting_mode: training does the same."""
+    import keras
+    import tensorflow as tf
+
+    from advfit.models.adversarial_training import pgd_linf, resolve_spec
+    from advfit.models.architectures import build_model
+
+    model = build_model("resnet20", (8, 8, 3), 10)
+    bn = next(layer for layer in model.layers
+              if isinstance(layer, keras.layers.BatchNormalization))
+    x = tf.constant(np.random.default_rng(0).uniform(size=(16, 8, 8, 3)), tf.float32)
+    y = tf.constant(np.arange(16) % 10, tf.int64)
+    seed = tf.constant([1, 2], tf.int64)
+    before = bn.moving_mean.numpy().copy()
+    attack = dict(eps=0.03, eps_iter=0.01, nb_iter=3, rand_init=True, seed=seed)
+    inference = pgd_linf(model, x, y, **attack)
+    np.testing.assert_array_equal(bn.moving_mean.numpy(), before)
+    training = pgd_linf(model, x, y, training=True, **attack)
+    assert not np.allclose(bn.moving_mean.numpy(), before)
+    assert np.abs(training.numpy() - x.numpy()).max() <= 0.03 + 1e-6
+    assert not np.array_equal(inference.numpy(), training.numpy())
+    assert resolve_spec({"attack": "pgd", "eps": 0.1, "eps_iter": 0.01, "nb_iter": 1}
+                        )["crafting_mode"] == "inference"
+    with pytest.raises(ValueError, match="crafting_mode"):
+        resolve_spec({"attack": "pgd", "eps": 0.1, "eps_iter": 0.01, "nb_iter": 1,
+                      "crafting_mode": "train"})

@@ -261,6 +261,7 @@ def test_attack_parameters_are_checked_per_method(default_config, spec, message)
 
 def test_every_attack_and_metric_with_defaults_is_accepted(default_config):
     default_config["snapshot_attacks"]["attacks"] = ["bim"]
+    default_config["knn"].pop("attacks")  # KNN then takes every attack
     default_config["attacks"] = {"fgsm": {"eps": 0.1}, "cw_l2": {}, "deepfool": {},
                                  "hopskipjump": {}, "fgsm_art": {"eps": 0.1},
                                  "pgd_art": {"eps": 0.1, "eps_iter": 0.01, "nb_iter": 5},

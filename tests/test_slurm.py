@@ -17,7 +17,9 @@ from conftest import ROOT
 
 SLURM_SH = ROOT / ".ci" / "slurm.sh"
 GPU_RULES = {"train_model", "craft_adversarial_set", "evaluate_snapshots",
-             "craft_knn_adversarial_set", "attack_snapshots", "evaluate_transfer_matrix"}
+             "craft_knn_adversarial_set", "attack_snapshots", "evaluate_transfer_matrix",
+             "attack_validation_snapshots", "compute_robustness_curves",
+             "check_gradient_masking", "compute_robustness_metrics"}
 TINY = {
     "seed": 5,
     "dataset": {"name": "digits"},

@@ -18,6 +18,7 @@ from jsonschema import Draft202012Validator
 
 from advfit.data.datasets import BUILT_IN, dataset_info
 from advfit.limits import cap_problems, cost_problems
+from advfit.models.architectures import model_problems
 from advfit.plugin_check import plugin_problems
 from advfit.data.sources import local_folder
 
@@ -225,6 +226,7 @@ def _semantic_problems(config: dict) -> list[str]:
     if config["model"]["name"] == "inception_v3" and min(info.image_shape[:2]) < 75:
         problems.append(f"config key 'model.name': inception_v3 needs images of at least "
                         f"75x75, {spec['name']} has {info.image_shape[0]}x{info.image_shape[1]}")
+    problems += model_problems(config, info)  # model.params, model.normalization
     if config["attack_subset_size"] != "all" and config["attack_subset_size"] > info.n_test:
         problems.append(
             f"config key 'attack_subset_size': {config['attack_subset_size']} is larger than "
@@ -236,13 +238,21 @@ def _semantic_problems(config: dict) -> list[str]:
         problems.append(
             f"config key 'splits.n_splits': {splits['n_splits']} folds exceed the "
             f"~{per_class} samples per class of {config['dataset']['name']}")
+    past = [i for i in splits.get("use", []) if i >= splits["n_splits"]]
+    if past:
+        problems.append(f"config key 'splits.use': splits {past} do not exist: there are "
+                        f"{splits['n_splits']} (splits.n_splits), numbered from 0")
     problems += _validation_problems(config)
+    from advfit.statistics.robust_selection import best_snapshot_problems  # metric, attack, ...
+    problems += best_snapshot_problems(config, info)
     for name, attack in config["attacks"].items():
         problems += budget_problems(f"attacks.{name}", attack, info.image_shape)
     problems += _knn_problems(config)
     problems += _trajectory_problems(config, info)
     problems += _curves_problems(config, info)
     problems += _statistics_problems(config)
+    from advfit.models.recipes import recipe_problems  # lr_schedule, weight_decay, augmentation
+    problems += recipe_problems(config, info)
     problems += cap_problems(config)  # counts past limits.max_*
     if not problems:  # the run's estimated cost, once its parts are known to fit together
         problems += cost_problems(config, info)

@@ -83,7 +83,8 @@ def passes_per_point(params: dict) -> float:
 
 def cost_parts(config: dict, info) -> list[Part]:
     """The run's cost estimate, term by term, in image passes."""
-    n_splits, regimes = config["splits"]["n_splits"], config["regimes"]
+    n_splits = len(config["splits"].get("use", range(config["splits"]["n_splits"])))
+    regimes = config["regimes"]
     attacks = config["attacks"]
     n_train, n_test = info.n_train, info.n_test
     attacked = n_test if config["attack_subset_size"] == "all" else config["attack_subset_size"]
@@ -100,7 +101,7 @@ def cost_parts(config: dict, info) -> list[Part]:
         # every snapshot on every set (forward passes)
         parts.append(Part(f"evaluation, regime {name}", f"regimes.{name}.epochs",
                           runs * epochs * (n_train + n_test * 2 + attacked * len(attacks))))
-        parts += _views(config, name, runs, epochs, attacked)
+        parts += _views(config, name, runs, epochs, attacked, info)
     for attack, params in attacks.items():
         parts.append(Part(f"crafting, attack {attack}", f"attacks.{attack}",
                           n_splits * len(regimes) * attacked * passes_per_point(params)))
@@ -111,7 +112,8 @@ def cost_parts(config: dict, info) -> list[Part]:
     return parts
 
 
-def _views(config: dict, regime: str, runs: int, epochs: int, attacked: int) -> list[Part]:
+def _views(config: dict, regime: str, runs: int, epochs: int, attacked: int,
+           info=None) -> list[Part]:
     """The white-box view, the transfer matrix and the metrics of one regime."""
     attacks, parts = config["attacks"], []
     spec = config.get("snapshot_attacks")
@@ -143,6 +145,17 @@ def _views(config: dict, regime: str, runs: int, epochs: int, attacked: int) -> 
         parts.append(Part(f"sanity checks, regime {regime}", "sanity_checks.n_points",
                           runs * _n_snapshots(spec.get("snapshots", "all"), epochs)
                           * spec["n_points"] * (300 + spec.get("n_queries", 1000))))
+    spec = config["best_snapshot"]
+    if spec["metric"] == "val_robust_accuracy" and spec.get("attack") in attacks:
+        # the validation sample of every k-th snapshot and the last, attacked
+        from advfit.statistics.robust_selection import evaluated_epochs, validation_size
+
+        n_points = spec.get("n_points", "all")
+        points = validation_size(config, info) if n_points == "all" else n_points
+        parts.append(Part(f"best snapshot by robust validation accuracy, regime {regime}",
+                          "best_snapshot.n_points",
+                          runs * len(evaluated_epochs(range(1, epochs + 1), spec.get("every", 1)))
+                          * points * (passes_per_point(attacks[spec["attack"]]) + 1)))
     spec = config.get("robustness_metrics")
     if spec:
         clever = spec["metrics"].get("clever_u")

@@ -20,7 +20,12 @@ config.update(_validated)
 DATASET = config["dataset"]["name"]
 MODEL = config["model"]["name"]
 REGIMES = list(config["regimes"])
-SPLITS = [str(i) for i in range(config["splits"]["n_splits"])]
+# splits.use runs some of the splits (e.g. one fold of 50, as Rice et al. hold out 1000
+# of CIFAR-10's 50000 training images). The split files are made for all of them, by
+# one job whose params leave `use` out: running more of the splits later retrains none.
+ALL_SPLITS = [str(i) for i in range(config["splits"]["n_splits"])]
+SPLITS = [str(i) for i in config["splits"].get("use", ALL_SPLITS)]
+SPLIT_SPEC = {key: value for key, value in config["splits"].items() if key != "use"}
 ATTACKS = list(config["attacks"])
 # Source hashes of a custom model's builder and of plugin attacks: they are
 # rule params, so editing the file reruns the jobs that use it.
@@ -100,6 +105,18 @@ def adversarial_keys():
     return [{**key, "attack": attack} for key in run_keys() for attack in ATTACKS]
 
 
+# best_snapshot.metric val_robust_accuracy (Rice et al. 2020): the attack run on the
+# validation sample of every evaluated snapshot; None for the clean metrics.
+VALIDATION_ATTACK = (config["best_snapshot"].get("attack")
+                     if config["best_snapshot"]["metric"] == "val_robust_accuracy" else None)
+
+
+def best_snapshot_input():
+    """select_best_snapshot's input beyond the history: its run's robust validation table
+    (rule attack_validation_snapshots) with val_robust_accuracy, none otherwise."""
+    return [f"{RUN}/validation_robust.csv"] if VALIDATION_ATTACK else []
+
+
 def knn_cnn_run(name):
     """A file of the CNN run whose best snapshot crafts the K-NN's AEs."""
     return f"results/{{dataset}}/{MODEL}/{KNN_SPEC.get('regime')}/split{{split}}/{name}"
@@ -132,6 +149,11 @@ def whitebox_tables():
         for run in runs()
         for attack in SNAPSHOT_ATTACKS
     ]
+
+
+def whitebox_arrays():
+    """The per-point arrays beside each white-box table (their meta holds the seconds)."""
+    return [table.removesuffix(".csv") + ".npz" for table in whitebox_tables()]
 
 
 def transfer_tables():

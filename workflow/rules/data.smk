@@ -37,13 +37,13 @@ rule make_splits:
     input:
         "results/{dataset}/data.npz",
     output:
-        expand("results/{{dataset}}/splits/split{split}.npz", split=SPLITS),
+        expand("results/{{dataset}}/splits/split{split}.npz", split=ALL_SPLITS),
     log:
         "results/logs/{dataset}/make_splits.log",
     conda:
         ENV
     params:
-        splits=config["splits"],
+        splits=SPLIT_SPEC,
         seed=config["seed"],
     script:
         "../scripts/make_splits.py"

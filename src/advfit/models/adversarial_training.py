@@ -17,6 +17,7 @@ k gives bit-identical snapshots and history to one that never stopped.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 
@@ -27,7 +28,8 @@ from advfit.attacks import CLIP_MAX, CLIP_MIN
 log = logging.getLogger("advfit")
 
 ATTACKS = ("pgd",)  # the crafting attacks this regime key knows; more may come
-DEFAULTS = {"fraction": 1.0, "rand_init": True}
+DEFAULTS = {"fraction": 1.0, "rand_init": True, "crafting_mode": "inference"}
+CRAFTING_MODES = ("inference", "training")
 
 
 def resolve_spec(spec: dict) -> dict:
@@ -54,12 +56,17 @@ def resolve_spec(spec: dict) -> dict:
         raise ValueError(f"{where}.nb_iter: {spec['nb_iter']} is not an integer >= 1")
     if not 0.0 <= float(spec["fraction"]) <= 1.0:
         raise ValueError(f"{where}.fraction: {spec['fraction']} is not in [0, 1]")
+    if spec["crafting_mode"] not in CRAFTING_MODES:
+        raise ValueError(f"{where}.crafting_mode: {spec['crafting_mode']!r} is not one of "
+                         f"{list(CRAFTING_MODES)}")
     return {"attack": spec["attack"], "eps": float(spec["eps"]),
             "eps_iter": float(spec["eps_iter"]), "nb_iter": int(spec["nb_iter"]),
-            "fraction": float(spec["fraction"]), "rand_init": bool(spec["rand_init"])}
+            "fraction": float(spec["fraction"]), "rand_init": bool(spec["rand_init"]),
+            "crafting_mode": spec["crafting_mode"]}
 
 
-def pgd_linf(model, x, y, *, eps: float, eps_iter: float, nb_iter: int, rand_init: bool, seed):
+def pgd_linf(model, x, y, *, eps: float, eps_iter: float, nb_iter: int, rand_init: bool, seed,
+             training: bool = False):
     """Untargeted L-inf PGD from ``x`` (labels ``y``), as TensorFlow ops.
 
     The same arithmetic as cleverhans' ``projected_gradient_descent``: a
@@ -67,7 +74,9 @@ def pgd_linf(model, x, y, *, eps: float, eps_iter: float, nb_iter: int, rand_ini
     pair of integers), then ``nb_iter`` steps of ``eps_iter`` along the sign of
     the gradient of the summed cross-entropy, each followed by a clip to
     [0, 1], a projection onto the eps-ball around ``x`` and a clip again. The
-    model runs in inference mode; no gradient flows back into the result.
+    model runs in inference mode, or with ``training`` in training mode (batch
+    statistics, BatchNorm's moving statistics updated by every step, as in
+    PyTorch's train mode); no gradient flows back into the result.
     """
     import tensorflow as tf
 
@@ -80,7 +89,7 @@ def pgd_linf(model, x, y, *, eps: float, eps_iter: float, nb_iter: int, rand_ini
         with tf.GradientTape() as tape:
             tape.watch(x_adv)
             loss = tf.nn.sparse_softmax_cross_entropy_with_logits(
-                labels=y, logits=model(x_adv, training=False))
+                labels=y, logits=model(x_adv, training=training))
         step = eps_iter * tf.sign(tape.gradient(loss, x_adv))
         x_adv = tf.clip_by_value(x_adv + step, CLIP_MIN, CLIP_MAX)
         x_adv = x + tf.clip_by_value(x_adv - x, -eps, eps)
@@ -100,6 +109,7 @@ def make_train_step(model, spec: dict):
 
     spec = resolve_spec(spec)
     attack = {key: spec[key] for key in ("eps", "eps_iter", "nb_iter", "rand_init")}
+    attack["training"] = spec["crafting_mode"] == "training"
     optimizer = model.optimizer
     variables = model.trainable_variables
     if not optimizer.built:  # variables are created outside the trace
@@ -128,7 +138,7 @@ def make_train_step(model, spec: dict):
 
 
 def train_epoch(step, x: np.ndarray, y: np.ndarray, batch_size: int, fraction: float,
-                seed: int) -> dict:
+                seed: int, before_step=None) -> dict:
     """One epoch of adversarial training: seeded order, every batch through ``step``.
 
     Batches follow a permutation drawn from ``seed`` (the last one may be
@@ -137,6 +147,10 @@ def train_epoch(step, x: np.ndarray, y: np.ndarray, batch_size: int, fraction: f
     ``accuracy`` (means over the images trained on, the AEs included: what
     ``model.fit`` reports) and ``robust_accuracy`` (accuracy on the AEs alone,
     NaN when none were crafted), all measured before each batch's update.
+    ``before_step(b, x_b)``, for a regime with a training recipe, is called
+    before batch b's step (it sets the step's learning rate) and returns the
+    images to craft from and train on (augmented before crafting, as Rice et
+    al. do).
     """
     order = np.random.default_rng(int(seed)).permutation(len(x))
     y = np.asarray(y, dtype=np.int64)
@@ -144,7 +158,8 @@ def train_epoch(step, x: np.ndarray, y: np.ndarray, batch_size: int, fraction: f
     for batch, start in enumerate(range(0, len(x), batch_size)):
         index = order[start:start + batch_size]
         n_adv = int(round(fraction * len(index)))
-        loss, hits, adv_hits = step(x[index], y[index], np.int32(n_adv),
+        images = x[index] if before_step is None else before_step(batch, x[index])
+        loss, hits, adv_hits = step(images, y[index], np.int32(n_adv),
                                     np.array([seed, batch], dtype=np.int64))
         loss_sum += float(loss) * len(index)
         correct += int(hits)
@@ -158,15 +173,24 @@ def train_epoch(step, x: np.ndarray, y: np.ndarray, batch_size: int, fraction: f
 class AdversarialTrainer:
     """The per-epoch driver that :func:`advfit.models.training.train_regime` calls instead of ``fit``."""
 
-    def __init__(self, model, spec: dict, batch_size: int):
+    def __init__(self, model, spec: dict, batch_size: int, steps=None):
+        """``steps``: the regime's per-step recipe (learning rate, augmentation;
+        :func:`advfit.models.recipes.step_recipe`), None without."""
         self.spec = resolve_spec(spec)
         self.batch_size = int(batch_size)
         self.step = make_train_step(model, self.spec)
+        self.optimizer, self.steps = model.optimizer, steps
 
-    def fit_epoch(self, x, y, seed: int) -> dict:
+    def fit_epoch(self, x, y, seed: int, epoch: int | None = None) -> dict:
+        """One epoch from seed ``seed``; ``epoch`` (1-based) is needed with ``steps``."""
         started = time.perf_counter()
+        before_step = None
+        if self.steps is not None:
+            if epoch is None:
+                raise ValueError("a regime with a training recipe needs the epoch number")
+            before_step = functools.partial(self.steps.before_step, self.optimizer, epoch)
         logs = train_epoch(self.step, np.asarray(x, np.float32), y, self.batch_size,
-                           self.spec["fraction"], seed)
+                           self.spec["fraction"], seed, before_step)
         log.info("adversarial training: %d PGD AEs, robust accuracy on them %.4f (%.1f s)",
                  logs["n_adversarial"], logs["robust_accuracy"], time.perf_counter() - started)
         return logs

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Callable
+
+from advfit.models import resnets
 
 # Two valid 5x5 convolutions and two 2x2 poolings leave nothing of a smaller image.
 LENET5_MIN_SIZE = 16
@@ -68,9 +71,12 @@ def inception_v3(input_shape: tuple[int, int, int], n_classes: int):
         classifier_activation=None)
 
 
-MODELS: dict[str, Callable] = {"lenet5": lenet5, "inception_v3": inception_v3}
+MODELS: dict[str, Callable] = {"lenet5": lenet5, "inception_v3": inception_v3, **resnets.MODELS}
 CUSTOM = "custom"
 BUILDER_KEY = "model.builder"
+PARAMS_KEY = "model.params"
+NORMALIZATION_KEY = "model.normalization"
+NORMALIZATION_LAYER = "normalization"
 
 
 def build_model(model: str | dict, input_shape, n_classes: int):
@@ -78,18 +84,128 @@ def build_model(model: str | dict, input_shape, n_classes: int):
 
     ``{name: custom, builder: "file.py:function", params: {...}}`` calls your
     builder as ``function(input_shape, n_classes, **params)`` and checks that
-    the result returns logits of shape (None, n_classes).
+    the result returns logits of shape (None, n_classes). A registry model
+    takes its own ``params`` the same way (``{name: wide_resnet, params:
+    {depth: 16, width: 4}}``); a name its builder does not take is refused.
+    With ``normalization: {mean: [...], std: [...]}`` the model's first layer
+    is the fixed map ``(x - mean) / std`` (:func:`with_normalization`), so the
+    data, the attacks and every distance stay in pixels in [0, 1].
     """
     spec = {"name": model} if isinstance(model, str) else dict(model)
     input_shape = tuple(int(d) for d in input_shape)
     if spec["name"] == CUSTOM:
-        return build_custom(spec, input_shape, int(n_classes))
-    try:
-        factory = MODELS[spec["name"]]
-    except KeyError:
-        raise ValueError(f"unknown model {spec['name']!r}; known: "
-                         f"{sorted(MODELS) + [CUSTOM]}") from None
-    return factory(input_shape, int(n_classes))
+        built = build_custom(spec, input_shape, int(n_classes))
+    else:
+        try:
+            factory = MODELS[spec["name"]]
+        except KeyError:
+            raise ValueError(f"unknown model {spec['name']!r}; known: "
+                             f"{sorted(MODELS) + [CUSTOM]}") from None
+        params = spec.get("params") or {}
+        problems = params_problems(spec["name"], params)
+        if problems:
+            raise ValueError("; ".join(problems))
+        built = factory(input_shape, int(n_classes), **params)
+    if spec.get("normalization") is not None:
+        built = with_normalization(built, spec["normalization"], input_shape)
+    return built
+
+
+def builder_params(name: str) -> tuple[str, ...]:
+    """The keyword parameters registry model ``name`` takes (after input shape and classes)."""
+    parameters = list(inspect.signature(MODELS[name]).parameters.values())[2:]
+    return tuple(p.name for p in parameters if p.kind is not p.VAR_KEYWORD)
+
+
+def params_problems(name: str, params) -> list[str]:
+    """What is wrong with registry model ``name``'s ``params``, each naming its config key."""
+    if not isinstance(params, dict):
+        return [f"config key '{PARAMS_KEY}': {params!r} is not a mapping of parameter names "
+                f"to values"]
+    accepted = builder_params(name)
+    takes = f"it takes {', '.join(accepted)}" if accepted else "it takes none"
+    problems = [f"config key '{PARAMS_KEY}.{key}': {name} has no parameter {key!r} ({takes})"
+                for key in sorted(params, key=str) if key not in accepted]
+    check = resnets.VALUE_CHECKS.get(name)
+    if check is not None and not problems:
+        problems += check(params)
+    return problems
+
+
+def _values(raw) -> list | None:
+    """``raw`` as a non-empty list of finite numbers, or None."""
+    values = list(raw) if isinstance(raw, (list, tuple)) else [raw]
+    ok = values and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                        and math.isfinite(v) for v in values)
+    return values if ok else None
+
+
+def normalization_problems(normalization, channels: int) -> list[str]:
+    """What is wrong with ``model.normalization`` for images of ``channels`` channels."""
+    where = NORMALIZATION_KEY
+    if not isinstance(normalization, dict):
+        return [f"config key '{where}': {normalization!r} is not a mapping with mean and std"]
+    problems = [f"config key '{where}.{key}': unknown key; normalization takes mean and std"
+                for key in sorted(normalization, key=str) if key not in ("mean", "std")]
+    values = {}
+    for key in ("mean", "std"):
+        if key not in normalization:
+            problems.append(f"config key '{where}.{key}': required but missing")
+            continue
+        found = _values(normalization[key])
+        if found is None:
+            problems.append(f"config key '{where}.{key}': {normalization[key]!r} is not a "
+                            f"finite number or a non-empty list of finite numbers")
+            continue
+        if len(found) not in (1, channels):
+            problems.append(f"config key '{where}.{key}': {len(found)} values for images of "
+                            f"{channels} channel(s); give one value per channel or a single "
+                            f"value")
+        elif key == "std" and min(found) <= 0:
+            problems.append(f"config key '{where}.std': {normalization[key]!r}: every std must "
+                            f"be > 0")
+        values[key] = found
+    if len(values) == 2 and len(values["mean"]) != len(values["std"]):
+        problems.append(f"config key '{where}.std': {len(values['std'])} value(s) but mean has "
+                        f"{len(values['mean'])}; give both one value per channel or both a "
+                        f"single value")
+    return problems
+
+
+def with_normalization(model, normalization: dict, input_shape):
+    """``model`` behind a fixed first layer ``(x - mean) / std`` (per channel or one value).
+
+    The layer is Keras' ``Rescaling`` (scale 1/std, offset -mean/std, computed
+    in float64): no weights, so nothing trainable and nothing more in a
+    weights file than the model's own. ``model`` is called as a nested model.
+    """
+    import keras
+    import numpy as np
+
+    input_shape = tuple(int(d) for d in input_shape)
+    problems = normalization_problems(normalization, input_shape[-1])
+    if problems:
+        raise ValueError("; ".join(problems))
+    mean = np.asarray(_values(normalization["mean"]), dtype=np.float64)
+    std = np.asarray(_values(normalization["std"]), dtype=np.float64)
+    scale, offset = (1.0 / std).astype(np.float32), (-mean / std).astype(np.float32)
+    if scale.size == 1:
+        scale, offset = float(scale[0]), float(offset[0])
+    inputs = keras.Input(shape=input_shape)
+    x = keras.layers.Rescaling(scale, offset, name=NORMALIZATION_LAYER)(inputs)
+    return keras.Model(inputs, model(x), name=f"normalized_{model.name}")
+
+
+def model_problems(config: dict, info) -> list[str]:
+    """The config's ``model.params`` (registry models) and ``model.normalization``
+    against the data (``info.image_shape``), each problem naming its key."""
+    spec = config["model"]
+    problems = []
+    if spec["name"] in MODELS and spec.get("params") is not None:
+        problems += params_problems(spec["name"], spec["params"])
+    if spec.get("normalization") is not None:
+        problems += normalization_problems(spec["normalization"], int(info.image_shape[-1]))
+    return problems
 
 
 def build_custom(spec: dict, input_shape: tuple[int, ...], n_classes: int):

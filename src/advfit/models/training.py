@@ -10,10 +10,17 @@ the history so far) to ``epoch_NNN.state.npz`` beside it, both written
 atomically, the state last. A run started again with ``resume=True``
 continues after the highest epoch that has both files; only the latest state
 is kept, and every state file is removed once the last epoch is written.
+
+A regime's training recipe (:mod:`advfit.models.recipes`: learning-rate
+schedule, weight decay, Nesterov momentum, augmentation) keeps all of this:
+each step's rate and augmentation are pure functions of the seed, the epoch
+and the batch, and weight decay lives in the optimizer, whose variables the
+state holds. A regime without recipe keys runs the very same code as before.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -21,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from advfit.models.recipes import (RECIPE_KEYS, coupled_optimizer_class, decayed_variables,
+                                   fingerprint_part, resolve_recipe, step_recipe)
 from advfit.runtime.io import atomic_path, file_sha256, load_npz, save_npz
 from advfit.runtime.layout import list_snapshots, list_states, snapshot_name, state_name
 from advfit.runtime.seeds import job_seed
@@ -31,15 +40,28 @@ OPTIMIZERS = ("adam", "sgd", "rmsprop")
 HISTORY_COLUMNS = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy",
                    "test_loss", "test_accuracy"]
 STATE_FORMAT = 1
+
+
+def history_columns(regime: dict) -> list[str]:
+    """The history's columns: with an ``lr_schedule``, the rate of each epoch's
+    last step is added as ``learning_rate``."""
+    return HISTORY_COLUMNS + (["learning_rate"] if "lr_schedule" in regime else [])
+
+
 def epoch_seed(seed: int, epoch: int) -> int:
     """The seed set before (1-based) ``epoch``: depends on nothing else."""
     return job_seed(seed, "epoch", epoch)
 
 
-def make_optimizer(regime: dict):
+def make_optimizer(regime: dict, model=None):
+    """The regime's optimizer. With the recipe keys ``weight_decay`` (then
+    ``model`` is needed: the decay applies to its kernels, or to all its
+    variables) or ``nesterov``, see :func:`_make_recipe_optimizer`."""
     import keras
 
     name, lr = regime["optimizer"], float(regime["learning_rate"])
+    if regime.get("nesterov") or regime.get("weight_decay"):
+        return _make_recipe_optimizer(regime, model)
     if name == "adam":
         return keras.optimizers.Adam(learning_rate=lr)
     if name == "sgd":
@@ -49,11 +71,50 @@ def make_optimizer(regime: dict):
     raise ValueError(f"unknown optimizer {name!r}; known: {OPTIMIZERS}")
 
 
+def _make_recipe_optimizer(regime: dict, model):
+    """Nesterov momentum (sgd) and weight decay (advfit.models.recipes): coupled, the
+    gradient of (weight_decay / 2) x the sum of squares of the decayed variables
+    added to each step's gradient, before momentum or Adam's moments (PyTorch's
+    ``SGD(weight_decay=...)``, Rice et al.); decoupled, Keras' own ``weight_decay``
+    (w -= learning_rate x weight_decay x w at each step, apart from the
+    gradient: AdamW, SGDW), other variables excluded with
+    ``exclude_from_weight_decay``."""
+    import keras
+
+    recipe = resolve_recipe(regime)
+    name, lr = regime["optimizer"], float(regime["learning_rate"])
+    classes = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD,
+               "rmsprop": keras.optimizers.RMSprop}
+    if name not in classes:
+        raise ValueError(f"unknown optimizer {name!r}; known: {OPTIMIZERS}")
+    cls, kwargs = classes[name], {"learning_rate": lr}
+    if name == "sgd":
+        kwargs["momentum"] = float(regime.get("momentum", 0.0))
+        kwargs["nesterov"] = recipe["nesterov"]
+    decay, decayed = recipe["weight_decay"], []
+    if decay > 0:
+        if model is None:
+            raise ValueError("weight_decay: make_optimizer needs the model (its variables)")
+        decayed = decayed_variables(model, recipe["weight_decay_scope"])
+        if recipe["weight_decay_mode"] == "coupled":
+            cls, kwargs["coupled_weight_decay"] = coupled_optimizer_class(cls), decay
+        else:
+            kwargs["weight_decay"] = decay
+    optimizer = cls(**kwargs)
+    if decay > 0 and recipe["weight_decay_mode"] == "coupled":
+        optimizer.decay(decayed)
+    elif decay > 0:
+        keep = {id(v) for v in decayed}
+        optimizer.exclude_from_weight_decay(
+            var_list=[v for v in model.trainable_variables if id(v) not in keep])
+    return optimizer
+
+
 def compile_model(model, regime: dict) -> None:
     import keras
 
     model.compile(
-        optimizer=make_optimizer(regime),
+        optimizer=make_optimizer(regime, model),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
     )
@@ -69,6 +130,13 @@ def _fingerprint(regime: dict, seed: int, train, validation, test, train_labels=
         from advfit.models.adversarial_training import resolve_spec
 
         spec["adversarial_training"] = resolve_spec(spec["adversarial_training"])
+        if spec["adversarial_training"]["crafting_mode"] == "inference":  # the only mode
+            del spec["adversarial_training"]["crafting_mode"]  # once: old states stay valid
+    # Recipe keys, resolved (nothing for a regime without them: old states stay
+    # valid), with the epochs when the learning-rate schedule depends on them.
+    spec = {k: v for k, v in spec.items() if k not in RECIPE_KEYS}
+    if recipe := fingerprint_part(regime):
+        spec["recipe"] = recipe
     digest.update(json.dumps({"regime": spec, "seed": int(seed)}, sort_keys=True).encode())
     arrays = [*train, *validation, *test] + ([] if train_labels is None else [train_labels])
     for array in map(np.ascontiguousarray, arrays):
@@ -84,7 +152,7 @@ def _extra_variables(model) -> list:
 
 
 def _save_state(snapshot_dir: Path, epoch: int, model, base_seed: int, fingerprint: str,
-                history: list[dict]) -> None:
+                history: list[dict], columns: list[str] = HISTORY_COLUMNS) -> None:
     optimizer = model.optimizer.variables
     extra = _extra_variables(model)
     arrays = {f"optimizer_{i}": np.asarray(v.numpy()) for i, v in enumerate(optimizer)}
@@ -95,9 +163,9 @@ def _save_state(snapshot_dir: Path, epoch: int, model, base_seed: int, fingerpri
         "weights_sha256": file_sha256(snapshot_dir / snapshot_name(epoch)),
         "optimizer": [v.path for v in optimizer], "extra": [v.path for v in extra],
     }
-    table = np.array([[row[c] for c in HISTORY_COLUMNS] for row in history], dtype=np.float64)
+    table = np.array([[row[c] for c in columns] for row in history], dtype=np.float64)
     save_npz(snapshot_dir / state_name(epoch), meta=np.array(json.dumps(meta)),
-             history=table.reshape(len(history), len(HISTORY_COLUMNS)), **arrays)
+             history=table.reshape(len(history), len(columns)), **arrays)
 
 
 def _load_state(snapshot_dir: Path, epoch: int, fingerprint: str) -> dict | None:
@@ -180,7 +248,11 @@ def train_regime(model, regime: dict, train, validation, test, snapshot_dir: Pat
     trains each epoch on PGD AEs crafted batch by batch on the current weights
     (:mod:`advfit.models.adversarial_training`) instead, just as deterministic and
     resumable; ``attrs["adversarial_training"]`` records its
-    spec (None without). State files are removed at
+    spec (None without). The recipe keys (:mod:`advfit.models.recipes`) set the
+    learning rate before every step (``lr_schedule``; the history gains a
+    ``learning_rate`` column, the rate of each epoch's last step), augment each
+    training batch (``augmentation``; validation and test stay clean), and
+    shape the optimizer (``weight_decay``, ``nesterov``). State files are removed at
     the end unless ``keep_state``. ``stop_after`` ends the call after that
     epoch (the state is kept), as a kill would: for tests.
     """
@@ -195,7 +267,10 @@ def train_regime(model, regime: dict, train, validation, test, snapshot_dir: Pat
     # The fingerprint hashes the labels trained on, the true ones and the regime.
     fingerprint = _fingerprint(regime, base_seed, train, validation, test, y_train)
     train = (train[0], y_train)
+    resolve_recipe(regime, np.shape(train[0])[1:])  # a hand-built regime's bad key, named
     compile_model(model, regime)
+    columns = history_columns(regime)
+    steps = step_recipe(regime, len(y_train), base_seed)  # per-step rate and augmentation
 
     start, state, history = 0, None, []
     if resume:
@@ -209,7 +284,7 @@ def train_regime(model, regime: dict, train, validation, test, snapshot_dir: Pat
         else:
             model.optimizer.build(model.trainable_variables)
             model.load_weights(snapshot_dir / snapshot_name(start))
-        history = [dict(zip(HISTORY_COLUMNS, row)) for row in state["history"][:start].tolist()]
+        history = [dict(zip(columns, row)) for row in state["history"][:start].tolist()]
         for row in history:
             row["epoch"] = int(row["epoch"])
         log.info("resuming after epoch %d of %d from %s", start, epochs, snapshot_dir)
@@ -218,7 +293,7 @@ def train_regime(model, regime: dict, train, validation, test, snapshot_dir: Pat
     if regime.get("adversarial_training"):  # after the restore: the step builds the optimizer
         from advfit.models.adversarial_training import AdversarialTrainer
 
-        trainer = AdversarialTrainer(model, regime["adversarial_training"], batch_size)
+        trainer = AdversarialTrainer(model, regime["adversarial_training"], batch_size, steps)
     else:
         train = as_tensors(train)
     validation, test = as_tensors(validation), as_tensors(test)
@@ -226,31 +301,35 @@ def train_regime(model, regime: dict, train, validation, test, snapshot_dir: Pat
     for epoch in range(start, epochs):
         number = epoch + 1
         keras.utils.set_random_seed(epoch_seed(base_seed, number))
-        if trainer is None:
+        if trainer is None and steps is None:
             logs = _fit_epoch(model, train, validation, epoch, batch_size)
+        elif trainer is None:
+            logs = _fit_epoch(model, train, validation, epoch, batch_size, steps=steps)
         else:
             logs = _adversarial_epoch(model, trainer, train, validation,
-                                      epoch_seed(base_seed, number))
+                                      epoch_seed(base_seed, number), number)
         scores = _score(model, test, eval_batch_size)  # the protocol scores the test set per epoch
         row = {"epoch": number, "train_loss": logs["loss"], "train_accuracy": logs["accuracy"],
                "val_loss": logs["val_loss"], "val_accuracy": logs["val_accuracy"],
                "test_loss": scores["loss"], "test_accuracy": scores["accuracy"]}
+        if "learning_rate" in columns:
+            row["learning_rate"] = steps.epoch_rate(number)
         history.append(row)
         with atomic_path(snapshot_dir / snapshot_name(number), suffix=".weights.h5") as tmp:
             model.save_weights(tmp)
-        _save_state(snapshot_dir, number, model, base_seed, fingerprint, history)
+        _save_state(snapshot_dir, number, model, base_seed, fingerprint, history, columns)
         for old, path in list_states(snapshot_dir).items():  # only the latest one is needed
             if old < number:
                 path.unlink(missing_ok=True)
         log.info("epoch %d: %s", number,
                  ", ".join(f"{k}={v:.4f}" for k, v in row.items() if k != "epoch"))
         if stop_after is not None and number >= stop_after and number < epochs:
-            return _history_table(history, trainer)
+            return _history_table(history, trainer, columns)
 
     if not keep_state:
         for path in list_states(snapshot_dir).values():
             path.unlink(missing_ok=True)
-    return _history_table(history, trainer)
+    return _history_table(history, trainer, columns)
 
 
 def as_tensors(pair) -> tuple:
@@ -297,17 +376,23 @@ def _batches(order, batch_size: int) -> list:
     return [order[start:start + batch_size] for start in range(0, n, batch_size)]
 
 
-def _run_steps(model, step, pair, batches) -> dict:
+def _run_steps(model, step, pair, batches, before_step=None) -> dict:
     """Reset the metrics, run ``step`` on every batch of ``pair``; the epoch's
     logs as ``fit`` and ``evaluate`` report them (the metrics' results, or the
-    last step's logs when a custom step returns other keys)."""
+    last step's logs when a custom step returns other keys). ``before_step(b,
+    x_b)``, for training with a recipe, is called before batch b's step and
+    returns the images to train on (augmented or not)."""
     import tensorflow as tf
 
     x, y = pair
     model.reset_metrics()
     logs = None
-    for index in batches:
-        logs = step(iter([(tf.gather(x, index), tf.gather(y, index))]))
+    for number, index in enumerate(batches):
+        if before_step is None:
+            logs = step(iter([(tf.gather(x, index), tf.gather(y, index))]))
+        else:
+            x_batch = tf.convert_to_tensor(before_step(number, tf.gather(x, index)))
+            logs = step(iter([(x_batch, tf.gather(y, index))]))
     results = model.get_metrics_result()
     if not (isinstance(logs, dict) and set(logs) == set(results)):
         results = logs or {}
@@ -323,13 +408,19 @@ def _score(model, pair, batch_size: int) -> dict:
     return _run_steps(model, model.test_function, pair, _batches(order, batch_size))
 
 
-def _fit_epoch(model, train, validation, epoch: int, batch_size: int) -> dict:
+def _fit_epoch(model, train, validation, epoch: int, batch_size: int, steps=None) -> dict:
     """One epoch of ``model.fit(*train, validation_data=validation, shuffle=True,
     initial_epoch=epoch, epochs=epoch + 1)``: its training and validation loss
-    and accuracy. ``train`` and ``validation`` are tensors (:func:`as_tensors`)."""
+    and accuracy. ``train`` and ``validation`` are tensors (:func:`as_tensors`).
+    ``steps`` (:class:`advfit.models.recipes.StepRecipe`) sets each step's
+    learning rate and augments each training batch; the training loss and
+    accuracy are then those of the batches trained on, as ``fit`` reports them."""
     model.make_train_function()
     order = fit_permutation(int(train[1].shape[0]))
-    logs = _run_steps(model, model.train_function, train, _batches(order, batch_size))
+    before_step = None if steps is None else functools.partial(
+        steps.before_step, model.optimizer, epoch + 1)
+    logs = _run_steps(model, model.train_function, train, _batches(order, batch_size),
+                      before_step)
     # An empty validation set (paper 000 has none) gives NaN validation columns.
     logs["val_loss"] = logs["val_accuracy"] = float("nan")
     if int(validation[1].shape[0]):
@@ -337,9 +428,10 @@ def _fit_epoch(model, train, validation, epoch: int, batch_size: int) -> dict:
     return logs
 
 
-def _adversarial_epoch(model, trainer, train, validation, seed: int) -> dict:
-    """One epoch of adversarial training; validation scored on clean data, as ``fit`` does."""
-    logs = trainer.fit_epoch(*train, seed=seed)
+def _adversarial_epoch(model, trainer, train, validation, seed: int, epoch: int) -> dict:
+    """One epoch of adversarial training (1-based ``epoch``); validation scored on
+    clean data, as ``fit`` does."""
+    logs = trainer.fit_epoch(*train, seed=seed, epoch=epoch)
     logs["val_loss"] = logs["val_accuracy"] = float("nan")
     if int(validation[1].shape[0]):
         scores = _score(model, validation, trainer.batch_size)
@@ -371,11 +463,11 @@ def _labels_to_train_on(regime: dict, y_true, train_labels) -> np.ndarray:
     return labels
 
 
-def _history_table(history: list[dict], trainer=None):
+def _history_table(history: list[dict], trainer=None, columns: list[str] = HISTORY_COLUMNS):
     """The history as a DataFrame; ``attrs["adversarial_training"]`` is the resolved
     spec of the regime's adversarial training, None without (for ``training.json``)."""
     import pandas as pd
 
-    table = pd.DataFrame(history, columns=HISTORY_COLUMNS)
+    table = pd.DataFrame(history, columns=columns)
     table.attrs["adversarial_training"] = None if trainer is None else dict(trainer.spec)
     return table
