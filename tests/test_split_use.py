@@ -25,7 +25,7 @@ TINY = {
     "best_snapshot": {"metric": "val_accuracy"},
     "attacks": {"fgsm": {"eps": 0.1}},
     "attack_subset_size": 30,
-    "knn": {"k_values": [1, 3], "attacks": ["fgsm"]},
+    "knn": {"z": 3, "algorithm": "brute", "regime": "normal", "attacks": ["fgsm"]},
 }
 
 
