@@ -52,7 +52,7 @@ def _train(small_digits, directory, regime, **kwargs):
 def test_resolve_spec_fills_defaults_and_names_the_bad_key():
     from advfit.models.adversarial_training import resolve_spec
 
-    assert resolve_spec(AT) == {**AT, "fraction": 1.0, "rand_init": True}
+    assert resolve_spec(AT) == {**AT, "fraction": 1.0, "rand_init": True, "crafting_mode": "inference"}
     assert resolve_spec({**AT, "fraction": 0, "nb_iter": 2.0})["nb_iter"] == 2
     for change, key in (({"attack": "fgsm"}, "attack"), ({"eps": 0}, "eps"), ({"eps": 1.1}, "eps"),
                         ({"eps_iter": 0.2}, "eps_iter"), ({"nb_iter": 0}, "nb_iter"),
@@ -78,7 +78,7 @@ def test_the_resume_fingerprint_changes_with_the_key_and_its_values():
         changed = {**ADAM, "adversarial_training": {**AT, **change}}
         assert _fingerprint(changed, 1, (x, y), held, held) != with_at, change
     # The schema's defaults written out or left implicit: the same run.
-    explicit = {**ADAM, "adversarial_training": {**AT, "fraction": 1.0, "rand_init": True}}
+    explicit = {**ADAM, "adversarial_training": {**AT, "fraction": 1.0, "rand_init": True, "crafting_mode": "inference"}}
     assert _fingerprint(explicit, 1, (x, y), held, held) == with_at
 
 
@@ -140,7 +140,7 @@ def test_adversarial_training_is_deterministic_and_recorded(small_digits, tmp_pa
     _, other = _train(small_digits, tmp_path / "c", regime, seed=6)
     _same_snapshots(tmp_path / "a", tmp_path / "b")
     assert first.equals(again) and not first.equals(other)
-    assert first.attrs["adversarial_training"] == {**AT, "fraction": 1.0, "rand_init": True}
+    assert first.attrs["adversarial_training"] == {**AT, "fraction": 1.0, "rand_init": True, "crafting_mode": "inference"}
     # Trained on AEs: its training accuracy is below the clean regime's on the same data.
     _, clean = _train(small_digits, tmp_path / "d", {**ADAM, "epochs": 2}, seed=5)
     assert clean.attrs["adversarial_training"] is None
@@ -311,8 +311,10 @@ def test_the_workflow_trains_an_adversarial_regime_and_refuses_a_bad_one(tmp_pat
     done = run_snakemake(tmp_path, f"{run.relative_to(tmp_path)}/training.json", config=config)
     assert done.returncode == 0, done.stderr[-5000:]
     meta = load_json(run / "training.json")
-    assert meta["adversarial_training"] == {**AT, "fraction": 1.0, "rand_init": True}
-    assert meta["regime_spec"]["adversarial_training"] == meta["adversarial_training"]
+    assert meta["adversarial_training"] == {**AT, "fraction": 1.0, "rand_init": True, "crafting_mode": "inference"}
+    # the config as given, schema defaults filled; crafting_mode has none there
+    # (absent = inference), so older configs keep their params
+    assert meta["regime_spec"]["adversarial_training"] == {**AT, "fraction": 1.0, "rand_init": True}
     history = read_table(run / "history.csv")
     assert history.epoch.tolist() == [1, 2]
     assert history.test_accuracy.between(0, 1).all()

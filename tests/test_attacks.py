@@ -6,7 +6,7 @@ import logging
 import numpy as np
 import pytest
 
-from advfit import attacks
+from advfit import attacks, runtime
 from advfit.attacks.adversarial_sets import predict_labels
 from advfit.attacks import (ATTACK_DEFAULTS, ATTACK_PARAMS, ATTACKS, TARGETED, AttackSpec,
                             run_attack)
@@ -153,10 +153,13 @@ def test_pgd_starts_at_random_and_bim_does_not(model, correct):
     params = LINF["bim"]
     x_bim = attacks.bim(model, x, y, **params)
     assert np.array_equal(x_bim, attacks.pgd(model, x, y, rand_init=False, **params))
-    # each call traces afresh, so its random start repeats: reproducible, yet random
+    # the random start comes from the job's seeded generator: reproducible, yet random
+    runtime.configure(2, seed=3)
     x_pgd = attacks.pgd(model, x, y, **params)
+    runtime.configure(2, seed=3)
     assert np.array_equal(x_pgd, attacks.pgd(model, x, y, **params))
     assert np.abs(x_pgd - x_bim).max() > 0.01
+    assert not np.array_equal(x_pgd, attacks.pgd(model, x, y, **params))  # a fresh start
 
 
 # --- minimal-perturbation attacks -------------------------------------------------

@@ -35,7 +35,8 @@ def test_config_plans_its_whole_dag(path, tmp_path):
     done = run_snakemake(tmp_path, "--dry-run", "--quiet", "rules", config=config, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     total = re.search(r"^total\s+(\d+)", done.stdout, re.M)
-    n_splits, n_regimes = config["splits"]["n_splits"], len(config["regimes"])
+    n_splits = len(config["splits"].get("use", range(config["splits"]["n_splits"])))
+    n_regimes = len(config["regimes"])
     assert total and int(total.group(1)) > n_splits * n_regimes * (1 + len(config["attacks"]))
 
 

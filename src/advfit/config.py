@@ -52,7 +52,9 @@ def _describe(error) -> str:
     if error.validator == "propertyNames":
         return f"config key '{key}': name {error.instance!r} must match {error.schema.get('pattern')}"
     if error.validator == "not" and isinstance(error.instance, dict):
-        forbidden = [name for alternative in error.validator_value.get("anyOf", [])
+        # ``not: {anyOf: [{required: [a]}, ...]}`` or ``not: {required: [a]}``
+        alternatives = error.validator_value.get("anyOf", [error.validator_value])
+        forbidden = [name for alternative in alternatives
                      for name in alternative.get("required", [])]
         present = [name for name in forbidden if name in error.instance]
         what = error.instance.get("name", "this choice")
