@@ -16,6 +16,8 @@ Where things live:
 - ``guards``: the checks every attack's output passes (shape, dtype, range,
   NaN) and the success-rate log line;
 - ``batching``: traced steps over batches, chunked library calls;
+- ``counting``: ``CountingModel``, exact forward and backward image-pass counts
+  (the white-box view's cost columns);
 - ``cleverhans_attacks``: ``fgsm``, ``pgd``, ``bim`` (cleverhans 4.0.0);
 - ``art_adapter``: the ART classifier wrapper (also used by ``advfit.evaluation.metrics``);
 - ``art_attacks``: ``fgsm_art``, ``pgd_art``, ``cw_l2_art``, ``deepfool``,
