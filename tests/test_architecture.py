@@ -19,7 +19,7 @@ ALLOWED = {
     "report": {"runtime", "data", "statistics"},
     "jobs": {"runtime"},
 }
-FRONT_DOOR = {"config", "limits", "registry_schema", "plugin_check", "__init__"}
+FRONT_DOOR = {"config", "limits", "registry_schema", "plugin_check", "studies", "__init__"}
 
 
 def _stage(path: Path) -> str:

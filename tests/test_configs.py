@@ -26,18 +26,26 @@ def _image_folder(root: Path) -> None:
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
 def test_config_plans_its_whole_dag(path, tmp_path):
+    from advfit.studies import study_configs
+
     config = yaml.safe_load(path.read_text())
-    if config["dataset"]["name"] == "image_folder":
-        _image_folder(tmp_path / "images")
-        config["dataset"]["path"] = str(tmp_path / "images")
-        config["dataset"]["test_fraction"] = 0.2
-        config["attack_subset_size"] = 10  # the stand-in folder has 10 test images
+    # a studies config: each study's entry gets what a single config would
+    entries = config.get("studies") or [config]
+    for entry in entries:
+        if entry.get("dataset", config.get("dataset"))["name"] == "image_folder":
+            _image_folder(tmp_path / "images")
+            entry["dataset"] = {**entry["dataset"], "path": str(tmp_path / "images"),
+                                "test_fraction": 0.2}
+            entry["attack_subset_size"] = 10  # the stand-in folder has 10 test images
     done = run_snakemake(tmp_path, "--dry-run", "--quiet", "rules", config=config, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     total = re.search(r"^total\s+(\d+)", done.stdout, re.M)
-    n_splits = len(config["splits"].get("use", range(config["splits"]["n_splits"])))
-    n_regimes = len(config["regimes"])
-    assert total and int(total.group(1)) > n_splits * n_regimes * (1 + len(config["attacks"]))
+    studies = study_configs(config).values() if config.get("studies") else [config]
+    least = 0
+    for study in studies:  # training, crafting and evaluation jobs at least
+        n_splits = len(study["splits"].get("use", range(study["splits"]["n_splits"])))
+        least += n_splits * len(study["regimes"]) * (1 + len(study["attacks"]))
+    assert total and int(total.group(1)) > least
 
 
 PAPER_CONFIGS = [p for p in CONFIGS if p.stem.startswith("paper")]
@@ -57,14 +65,22 @@ PAPER_000 = [p for p in CONFIGS if p.stem.startswith("paper000")]
 
 @pytest.mark.parametrize("path", PAPER_000, ids=[p.stem for p in PAPER_000])
 def test_paper_000_configs_train_on_the_papers_sizes(path):
-    """Paper 000 trains on all 60,000 (MNIST) / 50,000 (CIFAR-10) images: no validation set."""
+    """Paper 000 trains on all 60,000 (MNIST) / 50,000 (CIFAR-10) images: no validation
+    set; in paper000_all, every study does."""
+    from advfit.config import validate_config
+    from advfit.studies import study_configs
+
+    config = yaml.safe_load(path.read_text())
+    for study in (study_configs(config).values() if config.get("studies") else [config]):
+        _check_paper_000_sizes(study, validate_config)
+
+
+def _check_paper_000_sizes(raw, validate_config):
     from types import SimpleNamespace
 
-    from advfit.config import validate_config
     from advfit.data.datasets import DATASETS
     from advfit.data.splits import make_splits
 
-    raw = yaml.safe_load(path.read_text())
     # image_folder needs the user's folder to validate (planned in the test above)
     config = validate_config(raw) if raw["dataset"]["name"] != "image_folder" else raw
     assert config["splits"]["validation_fraction"] == 0

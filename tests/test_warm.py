@@ -232,6 +232,12 @@ def test_benchmark_correction_leaves_other_runs_files_alone(tmp_path, monkeypatc
     assert not list((tmp_path / usage.USAGE_DIR).glob("*.json"))
     assert usage.benchmark_path("results/logs/a/b/train_model.log") == (
         "results/benchmarks/a/b/train_model.tsv")
+    # one of many studies, and advfit as a module under a host's prefix
+    assert usage.benchmark_path("results/studies/mnist/logs/a/train_model.log") == (
+        "results/studies/mnist/benchmarks/a/train_model.tsv")
+    assert usage.benchmark_path("host/advfit/results/logs/a/train_model.log") == (
+        "host/advfit/results/benchmarks/a/train_model.tsv")
+    assert usage.benchmark_path("results/logs/a.txt") is None
     monkeypatch.setattr(warm, "IN_WORKER", False)  # a job in its own process records nothing
     usage.record_usage("results/logs/demo/busy.log")
     assert not list((tmp_path / usage.USAGE_DIR).glob("*.json"))

@@ -7,17 +7,17 @@ rule collect_accuracy:
         summary=report(
             "results/tables/accuracy_summary.csv",
             caption="../report/accuracy_summary.rst",
-            category="CNN experiment",
+            **report_section("CNN experiment"),
         ),
         best=report(
             "results/tables/best_snapshots.csv",
             caption="../report/best_snapshots.rst",
-            category="CNN experiment",
+            **report_section("CNN experiment"),
         ),
         intervals=report(
             "results/tables/accuracy_intervals.csv",
             caption="../report/accuracy_intervals.rst",
-            category="CNN experiment",
+            **report_section("CNN experiment"),
         ),
     log:
         "results/logs/collect_accuracy.log",
@@ -38,13 +38,13 @@ rule tabulate_adversarial_sets:
         sets=report(
             "results/tables/adversarial_sets.csv",
             caption="../report/adversarial_sets.rst",
-            category="CNN experiment",
+            **report_section("CNN experiment"),
         ),
         distances="results/tables/distances.csv",
         summary=report(
             "results/tables/distances_summary.csv",
             caption="../report/distances_summary.rst",
-            category="CNN experiment",
+            **report_section("CNN experiment"),
         ),
     log:
         "results/logs/tabulate_adversarial_sets.log",
@@ -67,7 +67,7 @@ rule plot_accuracy:
         png=report(
             "results/figures/accuracy_vs_epoch.png",
             caption="../report/accuracy_vs_epoch.rst",
-            category="CNN experiment",
+            **report_section("CNN experiment"),
         ),
         svg="results/figures/accuracy_vs_epoch.svg",
     log:
@@ -88,7 +88,7 @@ rule plot_asr:
         png=report(
             "results/figures/asr_vs_epoch.png",
             caption="../report/asr_vs_epoch.rst",
-            category="CNN experiment",
+            **report_section("CNN experiment"),
         ),
         svg="results/figures/asr_vs_epoch.svg",
     log:
@@ -109,12 +109,12 @@ rule analyse_deltas:
         deltas=report(
             "results/tables/delta_accuracy.csv",
             caption="../report/delta_accuracy_table.rst",
-            category="CNN experiment",
+            **report_section("CNN experiment"),
         ),
         tests=report(
             "results/tables/delta_tests.csv",
             caption="../report/delta_tests.rst",
-            category="CNN experiment",
+            **report_section("CNN experiment"),
         ),
     log:
         "results/logs/analyse_deltas.log",
@@ -135,7 +135,7 @@ rule plot_deltas:
         png=report(
             "results/figures/delta_accuracy.png",
             caption="../report/delta_accuracy.rst",
-            category="CNN experiment",
+            **report_section("CNN experiment"),
         ),
         svg="results/figures/delta_accuracy.svg",
     log:
@@ -153,7 +153,7 @@ rule plot_distances:
         png=report(
             "results/figures/l2_distribution.png",
             caption="../report/l2_distribution.rst",
-            category="CNN experiment",
+            **report_section("CNN experiment"),
         ),
         svg="results/figures/l2_distribution.svg",
     log:
@@ -172,7 +172,7 @@ rule paired_tests:
         tests=report(
             "results/tables/paired_tests.csv",
             caption="../report/paired_tests.rst",
-            category="CNN experiment",
+            **report_section("CNN experiment"),
         ),
     log:
         "results/logs/paired_tests.log",

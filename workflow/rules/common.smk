@@ -13,9 +13,22 @@ try:
     validate(_validated, "../schemas/config.schema.yaml", set_default=True)
     _validated = check_config(_validated)
 except ConfigError as error:
-    raise WorkflowError(str(error)) from None
+    # one study of many (studies.smk): say which
+    study = f"study {config['study']!r}: " if config.get("study") else ""
+    raise WorkflowError(study + str(error)) from None
 config.clear()
 config.update(_validated)
+
+# The study this run is, when it is one of many (studies.smk sets it): its figures and
+# tables get their own section of the report.
+STUDY = config.get("study")
+
+
+def report_section(name):
+    """report()'s category: ``name``, or, for one of many studies, the study with
+    ``name`` as subcategory (one section per study)."""
+    return {"category": STUDY, "subcategory": name} if STUDY else {"category": name}
+
 
 DATASET = config["dataset"]["name"]
 MODEL = config["model"]["name"]
@@ -50,16 +63,6 @@ wildcard_constraints:
     regime="[a-z][a-z0-9_]*",
     split=r"\d+",
     attack="[a-z][a-z0-9_]*",
-
-
-def stop_warm_interpreters():
-    """Ask this directory's warm interpreters to exit (else they idle out), and put
-    the figures of the jobs they ran into those jobs' benchmark files."""
-    from advfit.jobs.usage import correct_benchmarks
-    from advfit.jobs.warm import stop_servers
-
-    stop_servers()
-    correct_benchmarks()
 
 
 def dataset_source_input():
@@ -107,8 +110,11 @@ def adversarial_keys():
 
 # best_snapshot.metric val_robust_accuracy (Rice et al. 2020): the attack run on the
 # validation sample of every evaluated snapshot; None for the clean metrics.
-VALIDATION_ATTACK = (config["best_snapshot"].get("attack")
-                     if config["best_snapshot"]["metric"] == "val_robust_accuracy" else None)
+VALIDATION_ATTACK = (
+    config["best_snapshot"].get("attack")
+    if config["best_snapshot"]["metric"] == "val_robust_accuracy"
+    else None
+)
 
 
 def best_snapshot_input():

@@ -47,7 +47,7 @@ rule collect_robustness_curves:
         report(
             "results/tables/whitebox_curves.csv",
             caption="../report/whitebox_curves.rst",
-            category="Two views of robustness",
+            **report_section("Two views of robustness"),
         ),
     log:
         "results/logs/collect_robustness_curves.log",
@@ -64,7 +64,7 @@ rule plot_robustness_curves:
         figure=report(
             "results/figures/whitebox_curves.png",
             caption="../report/whitebox_curves.rst",
-            category="Two views of robustness",
+            **report_section("Two views of robustness"),
         ),
         figure_svg="results/figures/whitebox_curves.svg",
     log:

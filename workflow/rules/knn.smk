@@ -87,13 +87,13 @@ rule collect_knn_accuracy:
         accuracy=report(
             "results/tables/knn_accuracy.csv",
             caption="../report/knn_accuracy.rst",
-            category="KNN experiment",
+            **report_section("KNN experiment"),
         ),
         slopes="results/tables/knn_slopes.csv",
         tests=report(
             "results/tables/knn_slope_tests.csv",
             caption="../report/knn_slope_tests.rst",
-            category="KNN experiment",
+            **report_section("KNN experiment"),
         ),
     log:
         "results/logs/collect_knn_accuracy.log",
@@ -113,19 +113,19 @@ rule plot_knn:
         train_test=report(
             "results/figures/knn_train_test_vs_k.png",
             caption="../report/knn_train_test_vs_k.rst",
-            category="KNN experiment",
+            **report_section("KNN experiment"),
         ),
         train_test_svg="results/figures/knn_train_test_vs_k.svg",
         sets=report(
             "results/figures/knn_accuracy_vs_k.png",
             caption="../report/knn_accuracy_vs_k.rst",
-            category="KNN experiment",
+            **report_section("KNN experiment"),
         ),
         sets_svg="results/figures/knn_accuracy_vs_k.svg",
         pvalues=report(
             "results/figures/knn_slope_pvalues.png",
             caption="../report/knn_slope_pvalues.rst",
-            category="KNN experiment",
+            **report_section("KNN experiment"),
         ),
         pvalues_svg="results/figures/knn_slope_pvalues.svg",
     log:

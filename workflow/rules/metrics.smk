@@ -31,12 +31,12 @@ rule collect_robustness_metrics:
         table=report(
             "results/tables/robustness_metrics.csv",
             caption="../report/robustness_metrics_table.rst",
-            category="Robustness metrics",
+            **report_section("Robustness metrics"),
         ),
         figure=report(
             "results/figures/robustness_metrics.png",
             caption="../report/robustness_metrics.rst",
-            category="Robustness metrics",
+            **report_section("Robustness metrics"),
         ),
         figure_svg="results/figures/robustness_metrics.svg",
     log:

@@ -36,7 +36,7 @@ rule collect_sanity_flags:
         table=report(
             "results/tables/sanity_flags.csv",
             caption="../report/sanity_flags.rst",
-            category="Two views of robustness",
+            **report_section("Two views of robustness"),
         ),
     log:
         "results/logs/collect_sanity_flags.log",

@@ -77,22 +77,22 @@ rule collect_whitebox:
         table=report(
             "results/tables/whitebox.csv",
             caption="../report/whitebox.rst",
-            category="Two views of robustness",
+            **report_section("Two views of robustness"),
         ),
         summary=report(
             "results/tables/whitebox_summary.csv",
             caption="../report/whitebox_summary.rst",
-            category="Two views of robustness",
+            **report_section("Two views of robustness"),
         ),
         tests=report(
             "results/tables/delta_tests_by_view.csv",
             caption="../report/delta_tests_by_view.rst",
-            category="Two views of robustness",
+            **report_section("Two views of robustness"),
         ),
         figure=report(
             "results/figures/transfer_vs_whitebox.png",
             caption="../report/transfer_vs_whitebox.rst",
-            category="Two views of robustness",
+            **report_section("Two views of robustness"),
         ),
         figure_svg="results/figures/transfer_vs_whitebox.svg",
         # wall time: a benchmark, not a result (it changes from run to run)
@@ -117,12 +117,12 @@ rule collect_transfer_matrix:
         table=report(
             "results/tables/transfer_matrix.csv",
             caption="../report/transfer_matrix_table.rst",
-            category="Two views of robustness",
+            **report_section("Two views of robustness"),
         ),
         figure=report(
             "results/figures/transfer_matrix.png",
             caption="../report/transfer_matrix.rst",
-            category="Two views of robustness",
+            **report_section("Two views of robustness"),
         ),
         figure_svg="results/figures/transfer_matrix.svg",
     log:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import time
 from pathlib import Path
 
@@ -36,13 +37,16 @@ def own_usage() -> dict:
             "io_in": usage.ru_inblock * 512 / 2**20, "io_out": usage.ru_oublock * 512 / 2**20}
 
 
+# results/logs/...X.log, also under a study's results/studies/<study>/ or a host
+# workflow's module prefix
+_LOG = re.compile(r"^((?:.*/)?results/(?:studies/[a-z][a-z0-9_]*/)?)logs/(.+)\.log$")
+
+
 def benchmark_path(log_path: str) -> str | None:
     """The benchmark file of the job whose log is ``log_path``: the rules keep
     ``results/logs/...X.log`` and ``results/benchmarks/...X.tsv`` side by side."""
-    log_path = str(log_path)
-    if not (log_path.startswith("results/logs/") and log_path.endswith(".log")):
-        return None
-    return "results/benchmarks/" + log_path[len("results/logs/"):-len(".log")] + ".tsv"
+    match = _LOG.match(str(log_path))
+    return f"{match[1]}benchmarks/{match[2]}.tsv" if match else None
 
 
 def record_usage(log_path: str) -> None:
@@ -95,3 +99,12 @@ def _correct_one(tsv: Path, record: dict) -> bool:
     os.utime(tmp, (written, written))  # the file's time stays the job's
     tmp.rename(tsv)
     return True
+
+
+def finish_workflow() -> None:
+    """At the end of a run (``onsuccess``/``onerror``): ask this directory's warm
+    interpreters to exit (else they idle out) and correct the benchmark files of
+    the jobs they ran. A host workflow that uses advfit as a module calls it from
+    its own handlers (a module's handlers do not run)."""
+    warm.stop_servers()
+    correct_benchmarks()

@@ -380,6 +380,34 @@ def plot_delta_boxes(deltas: pd.DataFrame, tests: pd.DataFrame):
     return fig
 
 
+def plot_study_comparison(deltas: pd.DataFrame):
+    """ACC(E) - ACC(M) of every set, one panel per set, the studies side by side
+    (mean over splits with its 95 % t interval, one dot per split), hue by regime:
+    which study's adversarial sets gain most from the best epoch to the last."""
+    _theme()
+    data = _with_sets(deltas)
+    order = set_order(data.set)
+    studies = list(dict.fromkeys(data.study))
+    regimes = list(dict.fromkeys(data.regime))
+    fig, axes, _ = _panels(len(order), 0.9 * len(studies) + 2.6, 3.4, max_cols=3, sharey=True)
+    for label, ax in zip(order, axes):
+        rows = data[data.set == label]
+        sns.pointplot(data=rows, x="study", y="delta", hue="regime", order=studies,
+                      hue_order=regimes, errorbar=t_band(), linestyle="none",
+                      dodge=0.3 if len(regimes) > 1 else False,  # seaborn divides by levels - 1
+                      capsize=0.1, ax=ax, legend=ax is axes[0])
+        with seeded_global_numpy(JITTER_SEED):
+            sns.stripplot(data=rows, x="study", y="delta", hue="regime", order=studies,
+                          hue_order=regimes, dodge=True, size=3, alpha=0.5, legend=False, ax=ax)
+        ax.axhline(0, color="grey", lw=1)
+        ax.set_title(label)
+        ax.set_xlabel("study")
+        ax.set_ylabel("ACC(E) − ACC(M)")
+    fig.suptitle("Accuracy gained from the best epoch M to the last epoch E, by study\n"
+                 "(mean over splits, 95 % t interval; dots: splits)", fontsize=11)
+    return fig
+
+
 def plot_l2_distribution(per_ae: pd.DataFrame):
     """Distribution of the per-AE L2 distances, per attack and regime (paper 000 Fig. 13).
 
