@@ -218,17 +218,28 @@ def test_each_study_gets_the_slurm_profiles_gpu_requests(tmp_path):
     """profiles/slurm names rules (train_model: gpu 1); a study's rules are
     <study>_<rule> and must get the same requests."""
     pytest.importorskip("snakemake_executor_plugin_slurm")
-    done = run_snakemake(tmp_path, "--dry-run", "--profile", str(ROOT / "profiles/slurm"),
+    profile = yaml.safe_load((ROOT / "profiles/slurm/config.yaml").read_text())
+    profile["set-resources"]["fast_train_model"] = {"runtime": 777}  # one study's own value
+    (tmp_path / "profile").mkdir()
+    (tmp_path / "profile/config.yaml").write_text(yaml.safe_dump(profile))
+    done = run_snakemake(tmp_path, "--dry-run", "--profile", str(tmp_path / "profile"),
                          config=TWO)
     assert done.returncode == 0, done.stderr[-3000:]
-    blocks = re.findall(r"^rule (\w+):\n((?:    .*\n)*)", done.stdout, re.M)
+    blocks = re.findall(r"^( *)rule (\w+):\n((?:\1    .*\n)*)", done.stdout, re.M)
     resources = {}
-    for rule, body in blocks:
-        resources.setdefault(rule, re.search(r"^    resources: (.*)$", body, re.M).group(1))
+    for _, rule, body in blocks:
+        resources.setdefault(rule, re.search(r"^ *resources: (.*)$", body, re.M).group(1))
     for study in ("base", "fast"):
         for rule in ("train_model", "craft_adversarial_set", "evaluate_snapshots"):
             assert "gpu=1" in resources[f"{study}_{rule}"], (study, rule)
             assert "mem_mb=8000" in resources[f"{study}_{rule}"]
+        # named for one study: its value wins, the rule's others stay
+        runtime = "runtime=777" if study == "fast" else "runtime=240"
+        assert runtime in resources[f"{study}_train_model"]
         assert "gpu" not in resources[f"{study}_make_splits"]
         assert "mem_mb=8000" in resources[f"{study}_make_splits"]  # its own set-resources
     assert "gpu" not in resources["combine_study_tables"]
+    # the profile's groups, per study: one group job per split x regime of each study
+    groups = re.findall(r"Group job (\w+) ", done.stdout)
+    assert sorted(set(groups)) == ["base_cnn_run", "fast_cnn_run"]
+    assert groups.count("base_cnn_run") == groups.count("fast_cnn_run") == 2

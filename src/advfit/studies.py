@@ -77,22 +77,61 @@ def combine_tables(tables: dict[str, "object"]):
 
 
 def share_rule_settings(workflow, studies) -> None:
-    """A profile's per-rule settings (set-resources, set-threads, groups: the GPU
-    requests of profiles/slurm) name the rules of one study; a study's rules are
-    ``<study>_<rule>``, so each gets its rule's settings, and its groups become the
-    study's own (``<study>_cnn_run``: one Slurm job per split x regime of a study).
-    Call it before the modules define their rules: Snakemake reads the settings
-    when it creates a rule. (Snakemake's settings objects, as of 9.27.)"""
+    """A profile's per-rule settings (set-resources, set-threads: the GPU requests
+    of profiles/slurm) name the rules of one study; a study's rules are
+    ``<study>_<rule>``, so each gets its rule's settings. Call it before the
+    modules define their rules: Snakemake reads these settings when it creates
+    a rule. (Snakemake's settings objects, as of 9.27.)"""
     resources = workflow.resource_settings
-    for parsed in (resources._parsed_overwrite_resources,
-                   resources._parsed_overwrite_threads):
-        for rule, value in list(parsed.items()):
-            for study in studies:
-                parsed.setdefault(f"{study}_{rule}", value)
-    groups = workflow.group_settings
-    if groups is not None and groups.overwrite_groups:
-        per_study = {f"{study}_{rule}": f"{study}_{group}"
-                     for rule, group in groups.overwrite_groups.items() for study in studies}
-        # a frozen settings object: replace its mapping
-        object.__setattr__(groups, "overwrite_groups",
-                           {**groups.overwrite_groups, **per_study})
+    names = {f"{study}_" for study in studies}
+    by_rule = resources._parsed_overwrite_resources
+    for rule, value in list(by_rule.items()):
+        if any(rule.startswith(name) for name in names):
+            continue  # a study's own rule named in the profile
+        for study in studies:
+            own = by_rule.get(f"{study}_{rule}")
+            merged = value.copy()
+            if own is not None:  # named for the study too: those values win
+                merged.update(own)
+            by_rule[f"{study}_{rule}"] = merged
+    threads = resources._parsed_overwrite_threads
+    for rule, value in list(threads.items()):
+        for study in studies:
+            threads.setdefault(f"{study}_{rule}", value)
+
+
+def group_rules_per_study(workflow, studies) -> int:
+    """A profile's ``groups`` (``train_model=cnn_run``: one Slurm job per split x
+    regime) name the rules of one study, and Snakemake receives them only after
+    reading the workflow; so each study rule looks its group up when asked, under
+    its own name first, then under its rule's name, as the study's own group
+    (``<study>_cnn_run``): jobs of different studies are never grouped together.
+    Returns how many rules were given the lookup."""
+    count = 0
+    for rule in list(workflow.rules):
+        for study in studies:
+            if rule.name.startswith(f"{study}_") and not isinstance(rule, _StudyRule):
+                rule.__class__ = _study_rule_class(type(rule))
+                rule.study, rule.study_rule_name = study, rule.name[len(study) + 1:]
+                count += 1
+                break
+    return count
+
+
+class _StudyRule:
+    """Mixed into a study's rules by :func:`group_rules_per_study`."""
+
+
+def _study_rule_class(base: type) -> type:
+    def group(self):
+        if not self.workflow.non_local_exec_or_dryrun:
+            return None
+        groups = self.workflow.group_settings.overwrite_groups
+        if self.name in groups:
+            return groups[self.name]
+        if self.study_rule_name in groups:
+            return f"{self.study}_{groups[self.study_rule_name]}"
+        return self._group
+
+    return type(f"Study{base.__name__}", (base, _StudyRule),
+                {"group": property(group, base.group.fset)})

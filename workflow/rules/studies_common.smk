@@ -5,6 +5,7 @@
 # column (results/tables/), and one figure compares them.
 from advfit.config import ConfigError
 from advfit.studies import (
+    group_rules_per_study,
     share_rule_settings,
     study_configs,
     study_prefix,
@@ -17,7 +18,7 @@ except ConfigError as error:
     raise WorkflowError(str(error)) from None
 
 
-# profiles/slurm's per-rule settings (GPU requests, groups) for every study's rules
+# profiles/slurm's per-rule settings (GPU requests, threads) for every study's rules
 share_rule_settings(workflow, STUDIES)
 
 for study, study_config in STUDIES.items():
@@ -34,6 +35,9 @@ for study, study_config in STUDIES.items():
 
     use rule * from study as rule_prefix*
 
+
+# profiles/slurm's groups (one Slurm job per split x regime) for every study's rules
+group_rules_per_study(workflow, STUDIES)
 
 # Each study's final outputs, read from its own `all` rule (paths already prefixed).
 STUDY_OUTPUTS = {
