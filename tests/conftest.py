@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import copy
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +30,15 @@ def run_snakemake(workdir: Path, *args: str, config: dict | None = None,
         capture_output=True, text=True, timeout=timeout,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
+
+
+def run_workflow_once(tmp_path_factory, name: str, config: dict) -> Path:
+    """A module fixture's body: the workflow run to the end on ``config`` in a
+    fresh folder named ``name``, which is returned; a failed run fails the fixture."""
+    workdir = tmp_path_factory.mktemp(name)
+    done = run_snakemake(workdir, config=config)
+    assert done.returncode == 0, done.stderr[-5000:]
+    return workdir
 
 
 @pytest.fixture(scope="session")
@@ -97,3 +108,40 @@ def robust_accuracy(model, x_adv, y) -> float:
     from advfit.attacks.adversarial_sets import predict_labels
 
     return float((predict_labels(model, x_adv) == y).mean())
+
+
+def kill_and_resume(tmp_path: Path, driver_source: str, epochs: int) -> tuple[Path, Path]:
+    """The kill-and-resume harness of the training tests. ``driver_source`` is a
+    script that trains ``epochs`` epochs into the folder given as its argument
+    (snapshots, one state file, ``<folder>.log`` and ``<folder>.history.csv``).
+    It runs once whole; once SIGKILLed as soon as epoch 2's state exists, then
+    rerun to the end. Asserts that the kill came early enough to matter, that
+    only the latest state was kept, that the rerun said it resumed after the
+    saved epoch, and that it left exactly one weights file per epoch. Returns
+    (whole, killed) for the caller's comparisons."""
+    driver = tmp_path / "driver.py"
+    driver.write_text(driver_source)
+    run = [sys.executable, str(driver)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    subprocess.run([*run, str(whole)], check=True, timeout=300, env=env)
+
+    proc = subprocess.Popen([*run, str(killed)], env=env)
+    deadline = time.monotonic() + 240
+    while not (killed / "epoch_002.state.npz").exists():
+        assert proc.poll() is None, "training ended before epoch 2 was saved"
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    left = sorted(p.name for p in killed.iterdir() if not p.name.startswith("."))
+    assert f"epoch_{epochs:03d}.weights.h5" not in left, "killed too late to test anything"
+    states = [n for n in left if n.endswith(".state.npz")]
+    assert len(states) == 1, left  # only the latest state is kept
+    saved = int(states[0][len("epoch_"):][:3])
+
+    subprocess.run([*run, str(killed)], check=True, timeout=300, env=env)
+    assert f"resuming after epoch {saved} of {epochs}" in Path(f"{killed}.log").read_text()
+    assert sorted(p.name for p in killed.iterdir()) == [
+        f"epoch_{e:03d}.weights.h5" for e in range(1, epochs + 1)]
+    return whole, killed

@@ -5,17 +5,13 @@ the robustness it buys, measured with the registry's white-box PGD."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import kill_and_resume
 from test_resume import _h5_arrays, _same_snapshots
 
 AT = {"attack": "pgd", "eps": 0.1, "eps_iter": 0.025, "nb_iter": 5}
@@ -187,36 +183,9 @@ DRIVER = textwrap.dedent("""
 
 
 def test_adversarial_training_killed_after_an_epoch_resumes_bit_identically(tmp_path):
-    driver = tmp_path / "driver.py"
-    driver.write_text(DRIVER)
-    run = [sys.executable, str(driver)]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-
-    whole = tmp_path / "whole"
-    subprocess.run([*run, str(whole)], check=True, timeout=300, env=env)
-
-    killed = tmp_path / "killed"
-    proc = subprocess.Popen([*run, str(killed)], env=env)
-    deadline = time.monotonic() + 240
-    while not (killed / "epoch_002.state.npz").exists():
-        assert proc.poll() is None, "training ended before epoch 2 was saved"
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    left = sorted(p.name for p in killed.iterdir() if not p.name.startswith("."))
-    assert "epoch_005.weights.h5" not in left, "killed too late to test anything"
-    states = [n for n in left if n.endswith(".state.npz")]
-    assert len(states) == 1, left
-    saved = int(states[0][len("epoch_"):][:3])
-
-    subprocess.run([*run, str(killed)], check=True, timeout=300, env=env)
-    assert f"resuming after epoch {saved} of 5" in Path(str(killed) + ".log").read_text()
-    assert sorted(p.name for p in killed.iterdir()) == [f"epoch_{e:03d}.weights.h5"
-                                                        for e in range(1, 6)]
+    whole, killed = kill_and_resume(tmp_path, DRIVER, epochs=5)
     _same_snapshots(whole, killed)
-    assert Path(str(killed) + ".history.csv").read_bytes() == \
-        Path(str(whole) + ".history.csv").read_bytes()
+    assert Path(f"{killed}.history.csv").read_bytes() == Path(f"{whole}.history.csv").read_bytes()
 
 
 def test_the_optimizer_state_matters_to_an_adversarial_resume(small_digits, tmp_path):

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from advfit.runtime.io import array_to_meta, load_npz, read_table
-from conftest import run_snakemake
+from conftest import run_workflow_once
 
 ATTACKS = {
     "fgsm": {"eps": 0.2},
@@ -41,10 +41,7 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("attacks")
-    done = run_snakemake(workdir, config=CONFIG)
-    assert done.returncode == 0, done.stderr[-5000:]
-    return workdir
+    return run_workflow_once(tmp_path_factory, "attacks", CONFIG)
 
 
 def test_every_attack_produced_a_working_adversarial_set(run):

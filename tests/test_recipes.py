@@ -7,16 +7,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import signal
-import subprocess
-import sys
 import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from conftest import kill_and_resume
 
 from advfit.models.recipes import (augment, augmentation_seed, cutout, decayed_variables,
                                    flip_horizontal, learning_rate, pad, random_crop,
@@ -504,32 +501,8 @@ DRIVER = textwrap.dedent("""
 def test_a_recipe_run_killed_mid_run_resumes_bit_identically(tmp_path):
     from test_resume import _same_snapshots
 
-    driver = tmp_path / "driver.py"
-    driver.write_text(DRIVER)
-    run = [sys.executable, str(driver)]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-
-    whole = tmp_path / "whole"
-    subprocess.run([*run, str(whole)], check=True, timeout=300, env=env)
-
-    killed = tmp_path / "killed"
-    proc = subprocess.Popen([*run, str(killed)], env=env)
-    deadline = time.monotonic() + 240
-    while not (killed / "epoch_002.state.npz").exists():
-        assert proc.poll() is None, "training ended before epoch 2 was saved"
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    left = sorted(p.name for p in killed.iterdir() if not p.name.startswith("."))
-    assert "epoch_005.weights.h5" not in left, "killed too late to test anything"
-    saved = int(next(n for n in left if n.endswith(".state.npz"))[len("epoch_"):][:3])
-
-    subprocess.run([*run, str(killed)], check=True, timeout=300, env=env)
-    assert f"resuming after epoch {saved} of 5" in Path(str(killed) + ".log").read_text()
-    assert sorted(p.name for p in killed.iterdir()) == [f"epoch_{e:03d}.weights.h5"
-                                                        for e in range(1, 6)]
+    whole, killed = kill_and_resume(tmp_path, DRIVER, epochs=5)
     _same_snapshots(whole, killed)
-    history = Path(str(whole) + ".history.csv")
-    assert Path(str(killed) + ".history.csv").read_bytes() == history.read_bytes()
+    history = Path(f"{whole}.history.csv")
+    assert Path(f"{killed}.history.csv").read_bytes() == history.read_bytes()
     assert history.read_text().splitlines()[0].endswith(",learning_rate")

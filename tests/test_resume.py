@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import ROOT
+from conftest import ROOT, kill_and_resume
 
 # ---------------------------------------------------------------- training
 
@@ -71,36 +71,10 @@ def _same_snapshots(a: Path, b: Path) -> None:
 
 
 def test_training_killed_after_an_epoch_resumes_bit_identically(tmp_path):
-    driver = tmp_path / "driver.py"
-    driver.write_text(DRIVER)
-    run = [sys.executable, str(driver)]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-
-    whole = tmp_path / "whole"
-    subprocess.run([*run, str(whole)], check=True, timeout=300, env=env)
-
-    killed = tmp_path / "killed"
-    proc = subprocess.Popen([*run, str(killed)], env=env)
-    deadline = time.monotonic() + 240
-    while not (killed / "epoch_002.state.npz").exists():
-        assert proc.poll() is None, "training ended before epoch 2 was saved"
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    left = sorted(p.name for p in killed.iterdir() if not p.name.startswith("."))
-    assert "epoch_006.weights.h5" not in left, "killed too late to test anything"
-    states = [n for n in left if n.endswith(".state.npz")]
-    assert len(states) == 1, left  # only the latest state is kept
-    saved = int(states[0][len("epoch_"):][:3])
-
-    subprocess.run([*run, str(killed)], check=True, timeout=300, env=env)
-    log = Path(str(killed) + ".log").read_text()
-    assert f"resuming after epoch {saved} of 6" in log
-    # Only weights files are left, one per epoch, equal to the uninterrupted run's.
-    assert sorted(p.name for p in killed.iterdir()) == [f"epoch_{e:03d}.weights.h5" for e in range(1, 7)]
+    whole, killed = kill_and_resume(tmp_path, DRIVER, epochs=6)
+    # equal to the uninterrupted run's: every weight and optimizer variable, the history
     _same_snapshots(whole, killed)
-    assert Path(str(killed) + ".history.csv").read_bytes() == Path(str(whole) + ".history.csv").read_bytes()
+    assert Path(f"{killed}.history.csv").read_bytes() == Path(f"{whole}.history.csv").read_bytes()
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ from advfit.statistics.robust_selection import (best_robust_epoch, best_snapshot
                                                 validation_points, validation_size)
 from advfit.statistics.selection import best_epoch
 
-from conftest import ROOT, run_snakemake
+from conftest import ROOT, run_workflow_once
 
 
 def _table(robust, epochs=None):
@@ -196,10 +196,7 @@ RUN = "results/digits/lenet5/overfit/split{}"
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("robust_selection")
-    done = run_snakemake(workdir, config=TINY)
-    assert done.returncode == 0, done.stderr[-5000:]
-    return workdir
+    return run_workflow_once(tmp_path_factory, "robust_selection", TINY)
 
 
 @pytest.mark.e2e

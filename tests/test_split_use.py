@@ -11,7 +11,7 @@ from advfit.data.datasets import load_prepared
 from advfit.data.splits import make_splits
 from advfit.runtime.io import load_npz, read_table
 
-from conftest import run_snakemake
+from conftest import run_snakemake, run_workflow_once
 
 TINY = {
     "seed": 5,
@@ -31,10 +31,7 @@ TINY = {
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("split_use")
-    done = run_snakemake(workdir, config=TINY)
-    assert done.returncode == 0, done.stderr[-5000:]
-    return workdir
+    return run_workflow_once(tmp_path_factory, "split_use", TINY)
 
 
 @pytest.mark.e2e

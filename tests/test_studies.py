@@ -20,7 +20,7 @@ from advfit.config import ConfigError
 from advfit.runtime.io import read_table
 from advfit.studies import combine_tables, study_configs, study_tables
 
-from conftest import ROOT, run_snakemake
+from conftest import ROOT, run_snakemake, run_workflow_once
 
 # the catalog's .test/ configs: two tiny studies on the same data, the second with a
 # second attack and a higher learning rate; TINY is the single-study one
@@ -91,10 +91,7 @@ def test_a_bad_study_is_refused_before_any_job_naming_it(tmp_path):
 
 @pytest.fixture(scope="module")
 def two_studies(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("studies")
-    done = run_snakemake(workdir, config=TWO)
-    assert done.returncode == 0, done.stderr[-5000:]
-    return workdir
+    return run_workflow_once(tmp_path_factory, "studies", TWO)
 
 
 @pytest.mark.e2e

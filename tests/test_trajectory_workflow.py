@@ -15,7 +15,7 @@ import pytest
 
 from advfit.runtime.io import read_table
 
-from conftest import ROOT, run_snakemake
+from conftest import ROOT, run_snakemake, run_workflow_once
 
 TINY = {
     "seed": 3,
@@ -44,10 +44,7 @@ TABLES = ["whitebox.csv", "whitebox_summary.csv", "delta_tests_by_view.csv",
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("views")
-    done = run_snakemake(workdir, config=TINY)
-    assert done.returncode == 0, done.stderr[-5000:]
-    return workdir
+    return run_workflow_once(tmp_path_factory, "views", TINY)
 
 
 @pytest.mark.e2e
