@@ -1,4 +1,4 @@
-"""ART's SquareAttack as an advfit plugin attack (README, "Your own attack").
+"""ART's SquareAttack as an advfit plugin attack (docs/attacks.md, "Your own attack").
 
 Config:
 

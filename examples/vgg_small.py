@@ -1,4 +1,4 @@
-"""A small VGG-style CNN for advfit's custom-model hook (README, "Your own model").
+"""A small VGG-style CNN for advfit's custom-model hook (docs/training.md, "Your own model").
 
 Config:
 

@@ -62,7 +62,7 @@ from advfit.attacks.registry import REGISTERED
 from advfit.attacks.square import square
 from advfit.attacks.spec import PLUGIN, AttackSpec
 
-# The order of the schema's and the README's attack lists.
+# The order of the schema's and docs/attacks.md's attack lists.
 ATTACKS: dict[str, Callable] = {
     name: REGISTERED[name]
     for name in ("fgsm", "fgsm_art", "pgd", "pgd_art", "apgd_ce", "apgd_dlr", "apgd_t", "bim",

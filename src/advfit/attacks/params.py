@@ -2,7 +2,7 @@
 
 An attack declares its parameters next to its function (``registry.attack``);
 the defaults are read from here at call time, the config schema is generated
-from here (``advfit.registry_schema``) and the README's table follows it.
+from here (``advfit.registry_schema``) and docs/attacks.md's table follows it.
 """
 
 from __future__ import annotations

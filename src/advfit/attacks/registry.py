@@ -4,7 +4,7 @@
 (``params.Param``: type, range, default, the papers' value) next to its
 function, whose keywords carry no defaults: the wrapper fills them in from the
 declaration and names unknown or missing ones (``params.check_params``), so
-every default is written once. The config schema and the README's table are
+every default is written once. The config schema and docs/attacks.md's table are
 generated from the same declarations.
 """
 
