@@ -51,8 +51,12 @@ else:
 
 # Model jobs run in a warm interpreter (src/advfit/jobs/warm.py); let it go at the end.
 onsuccess:
-    stop_warm_interpreters()
+    from advfit.jobs.usage import finish_workflow
+
+    finish_workflow()
 
 
 onerror:
-    stop_warm_interpreters()
+    from advfit.jobs.usage import finish_workflow
+
+    finish_workflow()

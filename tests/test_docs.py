@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT
+
 SCHEMA = yaml.safe_load((ROOT / "src" / "advfit" / "config.schema.yaml").read_text())
 DOC_PAGES = sorted((ROOT / "docs").glob("*.md"))
 DOCS = [ROOT / "README.md", *DOC_PAGES]

@@ -213,30 +213,66 @@ def test_the_workflow_pins_the_package_version_it_was_written_for():
 
 def test_each_study_gets_the_slurm_profiles_gpu_requests(tmp_path):
     """profiles/slurm names rules (train_model: gpu 1); a study's rules are
-    <study>_<rule> and must get the same requests."""
+    <study>_<rule> and must get the same requests and their own groups. The names
+    are chosen to trip a match by prefix: `train` begins the rule name
+    `train_model`, and the study `train_b` begins with `train_`."""
     pytest.importorskip("snakemake_executor_plugin_slurm")
+    config = copy.deepcopy(TWO)
+    config["studies"][0]["name"], config["studies"][1]["name"] = "train", "train_b"
     profile = yaml.safe_load((ROOT / "profiles/slurm/config.yaml").read_text())
-    profile["set-resources"]["fast_train_model"] = {"runtime": 777}  # one study's own value
+    profile["set-resources"]["train_b_train_model"] = {"runtime": 777}  # one study's own
     (tmp_path / "profile").mkdir()
     (tmp_path / "profile/config.yaml").write_text(yaml.safe_dump(profile))
     done = run_snakemake(tmp_path, "--dry-run", "--profile", str(tmp_path / "profile"),
-                         config=TWO)
+                         config=config)
     assert done.returncode == 0, done.stderr[-3000:]
     blocks = re.findall(r"^( *)rule (\w+):\n((?:\1    .*\n)*)", done.stdout, re.M)
     resources = {}
     for _, rule, body in blocks:
         resources.setdefault(rule, re.search(r"^ *resources: (.*)$", body, re.M).group(1))
-    for study in ("base", "fast"):
+    for study in ("train", "train_b"):
         for rule in ("train_model", "craft_adversarial_set", "evaluate_snapshots"):
             assert "gpu=1" in resources[f"{study}_{rule}"], (study, rule)
             assert "mem_mb=8000" in resources[f"{study}_{rule}"]
         # named for one study: its value wins, the rule's others stay
-        runtime = "runtime=777" if study == "fast" else "runtime=240"
+        runtime = "runtime=777" if study == "train_b" else "runtime=240"
         assert runtime in resources[f"{study}_train_model"]
         assert "gpu" not in resources[f"{study}_make_splits"]
         assert "mem_mb=8000" in resources[f"{study}_make_splits"]  # its own set-resources
     assert "gpu" not in resources["combine_study_tables"]
     # the profile's groups, per study: one group job per split x regime of each study
     groups = re.findall(r"Group job (\w+) ", done.stdout)
-    assert sorted(set(groups)) == ["base_cnn_run", "fast_cnn_run"]
-    assert groups.count("base_cnn_run") == groups.count("fast_cnn_run") == 2
+    assert sorted(set(groups)) == ["train_b_cnn_run", "train_cnn_run"]
+    assert groups.count("train_cnn_run") == groups.count("train_b_cnn_run") == 2
+
+
+def test_an_install_of_the_same_sources_is_accepted_and_other_sources_refused(tmp_path):
+    """A host's `pip install <checkout>` puts a copy of src/advfit elsewhere: the
+    workflow accepts it when its files are this checkout's, and refuses, naming
+    both, when one differs."""
+    import os
+    import shutil
+
+    site = tmp_path / "site"
+    shutil.copytree(ROOT / "src/advfit", site / "advfit",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    env = {**os.environ, "PYTHONPATH": str(site)}  # found before the editable install
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run/config.yaml").write_text(yaml.safe_dump(TINY))
+
+    def dry_run():
+        return subprocess.run(
+            [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory",
+             str(tmp_path / "run"), "--configfile", str(tmp_path / "run/config.yaml"),
+             "--dry-run", "--quiet", "rules"],
+            capture_output=True, text=True, timeout=300, env=env)
+
+    done = dry_run()
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    with open(site / "advfit/studies.py", "a") as changed:
+        changed.write("\n# edited\n")
+    done = dry_run()
+    said = done.stdout + done.stderr
+    assert done.returncode != 0
+    assert f"the advfit package of this checkout ({ROOT / 'src/advfit'})" in said, said[-3000:]
+    assert f"found: {site / 'advfit'}, other sources" in said

@@ -136,7 +136,9 @@ def write_schema(path: Path = SCHEMA_PATH) -> None:
     start = text.index(GENERATED_START) + 1
     indented = "".join("  " + line if line.strip() else line
                        for line in generated_yaml().splitlines(True))
-    path.write_text(text[:start] + indented)
+    tmp = path.with_name(f".{path.name}.tmp")  # atomic: a killed write leaves the old file
+    tmp.write_text(text[:start] + indented)
+    tmp.replace(path)
 
 
 if __name__ == "__main__":

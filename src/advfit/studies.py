@@ -76,50 +76,27 @@ def combine_tables(tables: dict[str, "object"]):
     return pd.concat(frames, ignore_index=True, sort=False)
 
 
-def share_rule_settings(workflow, studies) -> None:
-    """A profile's per-rule settings (set-resources, set-threads: the GPU requests
-    of profiles/slurm) name the rules of one study; a study's rules are
-    ``<study>_<rule>``, so each gets its rule's settings. Call it before the
-    modules define their rules: Snakemake reads these settings when it creates
-    a rule. (Snakemake's settings objects, as of 9.27.)"""
-    resources = workflow.resource_settings
-    names = {f"{study}_" for study in studies}
-    by_rule = resources._parsed_overwrite_resources
-    for rule, value in list(by_rule.items()):
-        if any(rule.startswith(name) for name in names):
-            continue  # a study's own rule named in the profile
-        for study in studies:
-            own = by_rule.get(f"{study}_{rule}")
-            merged = value.copy()
-            if own is not None:  # named for the study too: those values win
-                merged.update(own)
-            by_rule[f"{study}_{rule}"] = merged
-    threads = resources._parsed_overwrite_threads
-    for rule, value in list(threads.items()):
-        for study in studies:
-            threads.setdefault(f"{study}_{rule}", value)
-
-
-def group_rules_per_study(workflow, studies) -> int:
-    """A profile's ``groups`` (``train_model=cnn_run``: one Slurm job per split x
-    regime) name the rules of one study, and Snakemake receives them only after
-    reading the workflow; so each study rule looks its group up when asked, under
-    its own name first, then under its rule's name, as the study's own group
-    (``<study>_cnn_run``): jobs of different studies are never grouped together.
-    Returns how many rules were given the lookup."""
-    count = 0
-    for rule in list(workflow.rules):
-        for study in studies:
-            if rule.name.startswith(f"{study}_") and not isinstance(rule, _StudyRule):
-                rule.__class__ = _study_rule_class(type(rule))
-                rule.study, rule.study_rule_name = study, rule.name[len(study) + 1:]
-                count += 1
-                break
-    return count
-
-
-class _StudyRule:
-    """Mixed into a study's rules by :func:`group_rules_per_study`."""
+def adopt_profile_settings(workflow, study: str, rules) -> None:
+    """Give one study's rules (``<study>_<rule>``, those its module just defined)
+    what a profile sets for ``<rule>``: ``set-resources`` (a value set for the
+    study's rule itself wins), ``set-threads``, and ``groups`` as the study's own
+    group (``train_model=cnn_run`` -> ``<study>_cnn_run``: one Slurm job per split
+    x regime of a study, never shared between studies). Snakemake applies a
+    profile's resources and threads by rule name when it creates a rule, and
+    hands the workflow its groups only after reading it, so the groups are looked
+    up when asked. Relies on Snakemake 9.27's Rule and settings objects; the
+    tests (tests/test_studies.py) fail if they change."""
+    settings = workflow.resource_settings
+    resources, threads = settings._parsed_overwrite_resources, settings._parsed_overwrite_threads
+    for rule in rules:
+        base = rule.name[len(study) + 1:]
+        if base in resources:
+            rule.resources.update(resources[base])
+            rule.resources.update(resources.get(rule.name, {}))  # the study's own wins
+        if base in threads and rule.name not in threads:
+            rule.resources["_cores"] = threads[base]
+        rule.__class__ = _study_rule_class(type(rule))
+        rule.study, rule.study_rule_name = study, base
 
 
 def _study_rule_class(base: type) -> type:
@@ -133,5 +110,4 @@ def _study_rule_class(base: type) -> type:
             return f"{self.study}_{groups[self.study_rule_name]}"
         return self._group
 
-    return type(f"Study{base.__name__}", (base, _StudyRule),
-                {"group": property(group, base.group.fset)})
+    return type(f"Study{base.__name__}", (base,), {"group": property(group, base.group.fset)})

@@ -11,7 +11,7 @@ from snakemake.exceptions import WorkflowError
 # sources (`pip install <checkout>`, as a workflow that uses advfit as a module may
 # have), compared file by file with the checkout's src/; a workflow read from a remote
 # source (module `snakefile: github(...)`) has no src/ here, and is checked by version.
-ADVFIT_VERSION = "0.1.0"  # = pyproject.toml's (tests/test_module.py)
+ADVFIT_VERSION = "0.1.0"  # = pyproject.toml's (tests/test_studies.py)
 ROOT = Path(str(workflow.current_basedir)).parent.parent  # this file is workflow/rules/
 SRC = ROOT / "src" / "advfit"
 
@@ -65,11 +65,3 @@ def check_config_files(paths):
 
 
 check_config_files(workflow.overwrite_configfiles or ["config.yaml"])
-
-
-def stop_warm_interpreters():
-    """Ask this directory's warm interpreters to exit (else they idle out), and put
-    the figures of the jobs they ran into those jobs' benchmark files."""
-    from advfit.jobs.usage import finish_workflow
-
-    finish_workflow()

@@ -5,8 +5,7 @@
 # column (results/tables/), and one figure compares them.
 from advfit.config import ConfigError
 from advfit.studies import (
-    group_rules_per_study,
-    share_rule_settings,
+    adopt_profile_settings,
     study_configs,
     study_prefix,
     study_tables,
@@ -17,10 +16,7 @@ try:
 except ConfigError as error:
     raise WorkflowError(str(error)) from None
 
-
-# profiles/slurm's per-rule settings (GPU requests, threads) for every study's rules
-share_rule_settings(workflow, STUDIES)
-
+known = {rule.name for rule in workflow.rules}
 for study, study_config in STUDIES.items():
     rule_prefix = f"{study}_"
 
@@ -35,9 +31,13 @@ for study, study_config in STUDIES.items():
 
     use rule * from study as rule_prefix*
 
+    # profiles/slurm's per-rule settings (GPU requests, threads, groups) for this
+    # study's rules: exactly those its module just defined
+    adopt_profile_settings(
+        workflow, study, [rule for rule in workflow.rules if rule.name not in known]
+    )
+    known |= {rule.name for rule in workflow.rules}
 
-# profiles/slurm's groups (one Slurm job per split x regime) for every study's rules
-group_rules_per_study(workflow, STUDIES)
 
 # Each study's final outputs, read from its own `all` rule (paths already prefixed).
 STUDY_OUTPUTS = {
